@@ -1,0 +1,1 @@
+"""Numerical core: numpy only, never imports torch."""

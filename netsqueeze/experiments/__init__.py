@@ -1,0 +1,1 @@
+"""Experiments: plain functions over dataclass specs, returning JSON-serialisable results."""

@@ -1,0 +1,1 @@
+"""Reference networks: the notebook CNN, LeNet-300-100 and LeNet-5."""

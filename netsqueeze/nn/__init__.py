@@ -1,0 +1,1 @@
+"""The PyTorch adapter: pruning, weight sharing, training and export of nn.Modules."""
