@@ -14,29 +14,6 @@ import pytest
 
 from netsqueeze.data import SPLIT_FILES, write_idx
 
-_ENV = (
-    "NETSQUEEZE_DATA",
-    "NETSQUEEZE_CACHE",
-    "NETSQUEEZE_OFFLINE",
-    "NETSQUEEZE_DOWNLOAD_TIMEOUT",
-    "NETSQUEEZE_MNIST_MIRRORS",
-    "NETSQUEEZE_FASHION_MNIST_MIRRORS",
-    "XDG_CACHE_HOME",
-)
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    """No test reads the user's cache or data, or reaches the real mirrors."""
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("NETSQUEEZE_CACHE", str(cache))
-    # Anything that would still try the public mirrors fails at once.
-    monkeypatch.setenv("NETSQUEEZE_MNIST_MIRRORS", "http://127.0.0.1:9/")
-    monkeypatch.setenv("NETSQUEEZE_FASHION_MNIST_MIRRORS", "http://127.0.0.1:9/")
-    return cache
-
 
 def _tiny_arrays(n_train=20, n_test=10, *, n_classes=10, seed=0, size=(28, 28)):
     rng = np.random.default_rng(seed)
