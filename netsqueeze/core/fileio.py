@@ -10,6 +10,12 @@ from pathlib import Path
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> int:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
@@ -19,6 +25,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> int:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,0 +1,5 @@
+import sys
+
+from netsqueeze.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""Arguments shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from netsqueeze.nn.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str = "default") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--dataset", default=default,
+        help="mnist, fashion-mnist, mnist-sample (5,000 images, offline), idx:PATH, or default "
+        "(full MNIST when found or downloadable, else the sample) [%(default)s]",
+    )
+    g.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset's IDX files (else $NETSQUEEZE_DATA, the cache)")
+    g.add_argument("--no-download", dest="download", action="store_false",
+                   help="never download; fail (or fall back to the sample) when not found")
+
+
+def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+    d = defaults or TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--iterations", type=int, default=d.iterations,
+                   help="optimizer steps (600 = the notebook's budget) [%(default)s]")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate [%(default)s]")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="[%(default)s]")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the initial weights and the batch order [%(default)s]")
+    g.add_argument("--loss", choices=LOSSES, default=d.loss,
+                   help="mse = squared error on one-hot labels (the notebook's option) "
+                   "[%(default)s]")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="learning-rate schedule (constant = the notebook's plain Adam) "
+                   "[%(default)s]")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="[%(default)s]")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="[%(default)s]")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        iterations=args.iterations, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        loss=args.loss, schedule=args.schedule, optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+    ).validate()
+
+
+def add_run_args(p: argparse.ArgumentParser, out_default: str) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("-o", "--out", default=out_default, help="output folder [%(default)s]")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in the same output folder")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return vals

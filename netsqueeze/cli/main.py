@@ -1,0 +1,48 @@
+"""Entry point of the ``netsqueeze`` command: one module per sub-command.
+
+Each command module has ``add_parser(subparsers)`` and ``run(args) -> int``, so parsing can be
+tested without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from netsqueeze import __version__
+from netsqueeze.cli import plot, zero_weights
+from netsqueeze.errors import FormatError
+
+COMMANDS = (zero_weights, plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netsqueeze",
+        description="How many weights of a network can be zeroed, and how few distinct values "
+        "does it need? Pruning, k-means weight sharing and Huffman coding, with the evidence.",
+    )
+    parser.add_argument("--version", action="version", version=f"netsqueeze {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for mod in COMMANDS:
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        hint = getattr(args, "resume_hint", None)
+        print(f"\nnetsqueeze: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FormatError, OSError) as exc:
+        print(f"netsqueeze {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Tables and summaries rendered from results dicts (never from live objects).
+
+Everything here takes the JSON-serialisable dict an experiment returned (or ``results.json``
+read back), so a report can be redrawn without re-running anything.
+"""
+
+from __future__ import annotations
+
+__all__ = ["markdown_table", "one_line_summary", "zero_weights_summary"]
+
+
+def markdown_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; ``align`` is one of ``l``/``r`` per column."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100.0 * x:.{digits}f} %"
+
+
+def _vs_trained(drop_pp: float) -> str:
+    if abs(drop_pp) < 0.005:
+        return "equal to the trained model"
+    side = "below" if drop_pp > 0 else "above"
+    return f"{abs(drop_pp):.2f} pp {side} the trained model"
+
+
+def one_line_summary(results: dict) -> str:
+    """The one line printed at the end of a zero-weights run."""
+    a = results["answers"]
+    acc = results["train"]["accuracy"]
+    parts = [f"accuracy {acc:.4f} on {results['n_test_images']:,} test images"]
+    z = a.get("zero")
+    if z:
+        parts.append(
+            f"{_pct(z['zero_fraction'])} of weights zeroable for <= {a['tolerance_pp']:g} pp "
+            f"(t={z['threshold']:.4f}, {-z['drop_pp']:+.2f} pp)"
+        )
+    c = a.get("clusters_within_tolerance")
+    if c:
+        parts.append(
+            f"{c['distinct_weights']} distinct values instead of {results['model']['weights']:,} "
+            f"({c['reduction']:.0f}x fewer, {-c['drop_pp']:+.2f} pp)"
+        )
+    return "; ".join(parts)
+
+
+def zero_weights_summary(results: dict) -> str:
+    """``summary.md`` of a zero-weights run: the answers in words, then the details."""
+    a = results["answers"]
+    n_w = results["model"]["weights"]
+    tol = a["tolerance_pp"]
+    ds = results["dataset"]
+    thr = results["threshold_sweep"]
+    clu = results["cluster_sweep"]
+    lines = [f"# How many weights can we zero? — {results['model']['name']} on {ds['name']}", ""]
+    lines.append(
+        f"Trained test accuracy: **{results['train']['accuracy']:.4f}** on the whole test set "
+        f"({results['n_test_images']:,} images), seed {results['seed']}, "
+        f"{results['train']['log'].get('iterations', 0)} iterations."
+    )
+    if ds.get("note"):
+        lines.append(f"Data note: {ds['note']}")
+    lines += ["", "## Answers", ""]
+    z = a.get("zero")
+    if z:
+        lines.append(
+            f"- **{_pct(z['zero_fraction'])} of the weights can be zeroed for <= {tol:g} pp "
+            f"accuracy** (threshold {z['threshold']:.4f}: accuracy {z['accuracy']:.4f}, "
+            f"{_vs_trained(z['drop_pp'])})."
+        )
+    else:
+        lines.append(f"- No threshold keeps accuracy within {tol:g} pp of the trained model.")
+    zl = a.get("zero_lossless")
+    if zl is None:
+        lines.append(
+            f"- No threshold keeps the trained accuracy exactly (the smallest, "
+            f"{thr['thresholds'][0]:.4f}, gives {thr['accuracy'][0]:.4f})."
+        )
+    else:
+        lines.append(
+            f"- Without any loss of accuracy: {_pct(zl['zero_fraction'])} "
+            f"(threshold {zl['threshold']:.4f})."
+        )
+    c = a.get("clusters_within_tolerance")
+    if c:
+        lines.append(
+            f"- **{c['distinct_weights']} distinct values instead of {n_w:,} "
+            f"({c['reduction']:.0f}x fewer)** for <= {tol:g} pp: clusters per layer "
+            f"{c['clusters']} (step {c['step']}), accuracy {c['accuracy']:.4f} "
+            f"({_vs_trained(c['drop_pp'])})."
+        )
+    else:
+        lines.append(f"- No cluster step keeps accuracy within {tol:g} pp of the trained model.")
+    nb = a.get("clusters_notebook_rule")
+    if nb:
+        lines.append(
+            f"- The notebook's rule (last step before a drop of more than {nb['max_drop']:g}) "
+            f"picks step {nb['step']}: clusters {nb['clusters']}, {nb['distinct_weights']} "
+            f"distinct values ({nb['reduction']:.0f}x fewer), accuracy {nb['accuracy']:.4f} "
+            f"({_vs_trained(nb['drop_pp'])})."
+        )
+    lines += ["", "## Zero fraction per layer at the chosen threshold", ""]
+    if z:
+        rows = [
+            [name, f"{w:,}", _pct(z["zero_fraction_per_layer"][name])]
+            for name, w in zip(thr["layers"], thr["layer_weights"], strict=True)
+        ]
+        rows.append(["all", f"{n_w:,}", _pct(z["zero_fraction"])])
+        lines.append(markdown_table(["layer", "weights", "zeroed"], rows))
+    lines += ["## Cluster sweep", ""]
+    rows = []
+    for i, (ks, d, acc) in enumerate(
+        zip(clu["clusters"], clu["distinct_weights"], clu["accuracy"], strict=True)
+    ):
+        mark = []
+        if nb and nb["index"] == i:
+            mark.append("notebook rule")
+        if c and c["index"] == i:
+            mark.append(f"within {tol:g} pp")
+        rows.append([i + 1, ks, d, f"{acc:.4f}", ", ".join(mark)])
+    lines.append(markdown_table(["step", "clusters", "distinct", "accuracy", "chosen"], rows,
+                                "rlrrl"))
+    wt = results.get("wall_times", {})
+    if wt:
+        lines += ["## Wall times", ""]
+        lines.append(markdown_table(["stage", "seconds"],
+                                    [[k, f"{v:.1f}"] for k, v in wt.items()]))
+    lines.append(
+        "Figures: zero_fraction.png, threshold_accuracy.png, cluster_accuracy.png "
+        "(redraw with `netsqueeze plot results.json`)."
+    )
+    return "\n".join(lines) + "\n"

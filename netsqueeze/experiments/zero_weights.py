@@ -1,0 +1,317 @@
+"""The notebook experiment end to end: train, threshold sweep, cluster sweep, answers.
+
+:func:`run_zero_weights` writes into an output folder:
+
+* ``results.json`` — everything measured (spec, seed, dataset, test-set size, versions, wall
+  times, both sweeps, both answers), written atomically at the end;
+* ``zero_fraction.png``, ``threshold_accuracy.png``, ``cluster_accuracy.png`` — the notebook's
+  three figures, redrawn from ``results.json`` by :func:`netsqueeze.experiments.plots.plot_zero_weights`;
+* ``summary.md`` — the answers in words;
+* ``model.pt`` — the trained weights (a ``state_dict``), for later compression runs.
+
+Progress is kept in ``.state/`` inside the folder; ``resume=True`` continues an interrupted run
+from the last finished epoch and sweep point.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import netsqueeze
+from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
+from netsqueeze.experiments import sweeps
+from netsqueeze.experiments.report import zero_weights_summary
+from netsqueeze.models import build, count_weights
+from netsqueeze.nn.modules import compressible_layers
+from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, save_state, to_tensor, train
+
+__all__ = ["ZeroWeightsSpec", "run_zero_weights"]
+
+
+@dataclass
+class ZeroWeightsSpec:
+    """Everything that defines a zero-weights run (stored in results.json)."""
+
+    dataset: str = "default"
+    data_dir: str | None = None
+    download: bool = True
+    model: str = "notebook-cnn"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold_start: float = 0.01
+    threshold_stop: float = 0.09
+    threshold_num: int = 50
+    include_bias: bool = True
+    cluster_starts: tuple[int, ...] = (30, 100, 500, 50)
+    cluster_end: int = 4
+    cluster_steps: int = 15
+    bias_clusters: int | None = 2
+    kmeans_init: str = "linear"
+    kmeans_method: str = "lloyd"
+    tolerance_pp: float = 0.5
+    notebook_max_drop: float = 0.05
+    device: str = "auto"
+
+    def validate(self) -> ZeroWeightsSpec:
+        self.train.validate()
+        if self.threshold_num < 1:
+            raise ValueError(f"threshold_num must be >= 1, got {self.threshold_num}")
+        if not 0 <= self.threshold_start <= self.threshold_stop:
+            raise ValueError(
+                "thresholds must satisfy 0 <= start <= stop, got "
+                f"{self.threshold_start}..{self.threshold_stop}"
+            )
+        if self.tolerance_pp < 0:
+            raise ValueError(f"tolerance_pp must be >= 0, got {self.tolerance_pp}")
+        if self.cluster_steps < 1 or self.cluster_end < 1:
+            raise ValueError("cluster_steps and cluster_end must be >= 1")
+        return self
+
+    def thresholds(self) -> list[float]:
+        return np.linspace(self.threshold_start, self.threshold_stop, self.threshold_num).tolist()
+
+    def schedule(self) -> list[list[int]]:
+        return sweeps.cluster_schedule(self.cluster_starts, self.cluster_end, self.cluster_steps)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cluster_starts"] = list(self.cluster_starts)
+        return d
+
+
+def _versions() -> dict:
+    import matplotlib
+
+    return {
+        "netsqueeze": netsqueeze.__version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "matplotlib": matplotlib.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, spec, n_weights):
+    tol = spec.tolerance_pp / 100.0
+    out: dict = {"tolerance_pp": spec.tolerance_pp}
+    for key, t in (("zero", tol), ("zero_lossless", 0.0)):
+        i = sweeps.select_max_zeroed_within_tolerance(
+            thr.accuracy, thr.overall_zero_fraction, thr.baseline_accuracy, t
+        )
+        out[key] = None if i is None else {
+            "index": i,
+            "threshold": thr.thresholds[i],
+            "zero_fraction": thr.overall_zero_fraction[i],
+            "zero_fraction_per_layer": {n: thr.zero_fraction[n][i] for n in thr.layers},
+            "accuracy": thr.accuracy[i],
+            "drop_pp": 100.0 * (thr.baseline_accuracy - thr.accuracy[i]),
+            "tolerance_pp": 100.0 * t,
+        }
+    rules = (
+        ("clusters_notebook_rule",
+         sweeps.select_notebook_rule(clu.accuracy, spec.notebook_max_drop)),
+        ("clusters_within_tolerance",
+         sweeps.select_within_tolerance(clu.accuracy, clu.distinct_weights,
+                                        clu.baseline_accuracy, tol)),
+    )
+    for key, i in rules:
+        out[key] = None if i is None else {
+            "index": i,
+            "step": i + 1,
+            "clusters": clu.clusters[i],
+            "distinct_weights": clu.distinct_weights[i],
+            "distinct_biases": clu.distinct_biases[i],
+            "accuracy": clu.accuracy[i],
+            "drop_pp": 100.0 * (clu.baseline_accuracy - clu.accuracy[i]),
+            "reduction": n_weights / clu.distinct_weights[i],
+        }
+    out["clusters_notebook_rule"]["max_drop"] = spec.notebook_max_drop
+    return out
+
+
+class _State:
+    """Progress of one run, in ``out_dir/.state`` (written atomically after each step)."""
+
+    def __init__(self, out_dir: Path, fingerprint: dict, resume: bool):
+        self.dir = out_dir / ".state"
+        self.file = self.dir / "progress.json"
+        self.fingerprint = fingerprint
+        self.data = {"fingerprint": fingerprint, "threshold": [], "cluster": []}
+        if resume and self.file.exists():
+            old = json.loads(self.file.read_text())
+            if old.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"{self.file} belongs to a run with other settings; rerun without --resume "
+                    "to start over, or with the settings of that run"
+                )
+            self.data = old
+        elif self.dir.exists():
+            shutil.rmtree(self.dir)
+
+    @property
+    def trained(self) -> Path:
+        return self.dir / "trained.pt"
+
+    @property
+    def train_checkpoint(self) -> Path:
+        return self.dir / "train-checkpoint.pt"
+
+    def add(self, key: str, point: dict) -> None:
+        self.data[key].append(point)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.file, self.data)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_zero_weights(
+    spec: ZeroWeightsSpec,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    plots: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run the notebook experiment and write its outputs; return the results dict.
+
+    Parameters
+    ----------
+    spec : ZeroWeightsSpec
+    out_dir : path
+        Output folder (created).
+    progress : bool
+        Progress bars for training and each sweep.
+    resume : bool
+        Continue an interrupted run with the same spec from ``out_dir/.state``.
+    plots : bool
+        Draw the PNG figures.
+    log : callable
+        Receives the few lines of narration (dataset, accuracy, answers).
+
+    Returns
+    -------
+    dict
+        What ``results.json`` holds.
+    """
+    from netsqueeze import data as nsdata
+
+    spec.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    t = time.perf_counter()
+    ds = nsdata.load(spec.dataset, data_dir=spec.data_dir, download=spec.download,
+                     progress=progress)
+    times["load_data"] = time.perf_counter() - t
+    log(f"data: {ds.describe()}")
+    if ds.note:
+        log(f"note: {ds.note}")
+
+    torch.manual_seed(spec.train.seed)
+    model = build(spec.model)
+    expected = tuple(getattr(model, "input_shape", ()))[-2:]
+    if expected and tuple(ds.x_test.shape[1:]) != expected:
+        raise ValueError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.x_test.shape[1:])} but model "
+            f"{spec.model!r} expects {expected}; use a dataset of {expected[0]}x{expected[1]} images"
+        )
+    device = resolve_device(spec.device)
+    fingerprint = {"spec": spec.to_dict(), "dataset": ds.name, "source": ds.source,
+                   "n_train": len(ds.y_train), "n_test": len(ds.y_test)}
+    state = _State(out, fingerprint, resume)
+
+    t = time.perf_counter()
+    if state.trained.exists():
+        model.load_state_dict(torch.load(state.trained, map_location="cpu", weights_only=True))
+        model.to(device)
+        train_log = state.data.get("train_log", {})
+        log("train: reusing the model trained by the interrupted run")
+    else:
+        tl = train(model, ds.x_train, ds.y_train, spec.train, device=device, progress=progress,
+                   desc="train", checkpoint=state.train_checkpoint)
+        train_log = tl.to_dict()
+        save_state(model.state_dict(), state.trained)
+        state.data["train_log"] = train_log
+        state.save()
+    times["train"] = time.perf_counter() - t
+
+    x_test = to_tensor(ds.x_test, device)
+    y_test = torch.as_tensor(ds.y_test.astype(np.int64), device=device)
+    t = time.perf_counter()
+    accuracy = evaluate(model, x_test, y_test)
+    times["evaluate"] = time.perf_counter() - t
+    log(f"trained {spec.model}: test accuracy {accuracy:.4f} on {len(ds.y_test):,} images "
+        f"({train_log.get('iterations', 0)} iterations, seed {spec.train.seed})")
+
+    t = time.perf_counter()
+    thr = sweeps.threshold_sweep(
+        model, x_test, y_test, spec.thresholds(), include_bias=spec.include_bias,
+        progress=progress, done=state.data["threshold"],
+        on_point=lambda i, p: state.add("threshold", p),
+    )
+    times["threshold_sweep"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    clu = sweeps.cluster_sweep(
+        model, x_test, y_test, spec.schedule(), bias_clusters=spec.bias_clusters,
+        init=spec.kmeans_init, method=spec.kmeans_method, progress=progress,
+        done=state.data["cluster"], on_point=lambda i, p: state.add("cluster", p),
+    )
+    times["cluster_sweep"] = time.perf_counter() - t
+
+    layers = compressible_layers(model)
+    n_weights = count_weights(model)
+    answers = _answers(thr, clu, spec, n_weights)
+    results = {
+        "kind": "zero-weights",
+        "spec": spec.to_dict(),
+        "seed": spec.train.seed,
+        "dataset": ds.to_dict(),
+        "n_test_images": len(ds.y_test),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "versions": _versions(),
+        "model": {
+            "name": spec.model,
+            "weights": n_weights,
+            "biases": int(sum(r.bias.numel() for r in layers if r.bias is not None)),
+            "layers": [
+                {"name": r.name, "kind": r.kind, "shape": list(r.weight.shape),
+                 "weights": int(r.weight.numel())}
+                for r in layers
+            ],
+        },
+        "train": {"config": spec.train.to_dict(), "log": train_log, "accuracy": accuracy},
+        "threshold_sweep": thr.to_dict(),
+        "cluster_sweep": clu.to_dict(),
+        "answers": answers,
+        "wall_times": times,
+    }
+    save_state(model.state_dict(), out / "model.pt")
+    if plots:
+        from netsqueeze.experiments.plots import plot_zero_weights
+
+        t = time.perf_counter()
+        plot_zero_weights(results, out)
+        times["plots"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t_all
+    atomic_write_text(out / "summary.md", zero_weights_summary(results))
+    atomic_write_json(out / "results.json", results)
+    state.clear()
+    return results
