@@ -7,7 +7,7 @@
 * ``zero_fraction.png``, ``threshold_accuracy.png``, ``cluster_accuracy.png`` — the notebook's
   three figures, redrawn from ``results.json`` by :func:`netsqueeze.experiments.plots.plot_zero_weights`;
 * ``summary.md`` — the answers in words;
-* ``model.pt`` — the trained weights (a ``state_dict``), for later compression runs.
+* ``model.pt`` — the trained network (a netsqueeze checkpoint), for ``compress --checkpoint``.
 
 Progress is kept in ``.state/`` inside the folder; ``resume=True`` continues an interrupted run
 from the last finished epoch and sweep point.
@@ -32,6 +32,7 @@ from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.experiments import sweeps
 from netsqueeze.experiments.report import zero_weights_summary
 from netsqueeze.models import build, count_weights
+from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, save_state, to_tensor, train
 
@@ -303,7 +304,8 @@ def run_zero_weights(
         "answers": answers,
         "wall_times": times,
     }
-    save_state(model.state_dict(), out / "model.pt")
+    save_checkpoint(model, out / "model.pt", arch=spec.model,
+                    meta={"dataset": ds.name, "accuracy": accuracy, "seed": spec.train.seed})
     if plots:
         from netsqueeze.experiments.plots import plot_zero_weights
 

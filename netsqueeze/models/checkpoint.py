@@ -1,0 +1,84 @@
+"""Checkpoints of reference networks: a ``state_dict`` with the architecture's name beside it.
+
+A netsqueeze checkpoint is ``torch.save({"format": "netsqueeze-checkpoint", "arch": name,
+"state_dict": ..., "meta": {...}})``. Plain ``state_dict`` files (what ``torch.save(
+model.state_dict())`` writes) are read too, given the architecture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netsqueeze.errors import FormatError
+from netsqueeze.models import MODELS, build
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+FORMAT = "netsqueeze-checkpoint"
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str | None,
+                    meta: dict | None = None) -> Path:
+    """Save ``model.state_dict()`` with its architecture name, atomically."""
+    from netsqueeze.nn.train import save_state
+
+    save_state({"format": FORMAT, "arch": arch, "state_dict": model.state_dict(),
+                "meta": dict(meta or {})}, path)
+    return Path(path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, arch: str | None = None, model: nn.Module | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict]:
+    """Load a checkpoint into ``model`` (or a fresh ``arch`` network); return it and its meta.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    FormatError
+        Not a checkpoint, or its tensors do not fit the architecture.
+    ValueError
+        The architecture is unknown or not given for a plain ``state_dict``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
+        raise FormatError(
+            f"{p}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); give a file "
+            "written by netsqueeze or by torch.save(model.state_dict())"
+        ) from None
+    meta: dict = {}
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        state = obj["state_dict"]
+        meta = dict(obj.get("meta") or {})
+        if arch is None and model is None:
+            arch = obj.get("arch")
+        meta["arch"] = obj.get("arch")
+    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj
+    else:
+        raise FormatError(f"{p}: holds a {type(obj).__name__}, not a state_dict")
+    if model is None:
+        if arch is None:
+            raise ValueError(
+                f"{p} is a plain state_dict: say which network it belongs to with --model "
+                f"({', '.join(MODELS)})"
+            )
+        model = build(arch)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise FormatError(
+            f"{p}: its tensors do not fit the {arch or type(model).__name__} network "
+            f"({str(exc).splitlines()[0][:300]}); check --model"
+        ) from None
+    return model, meta
