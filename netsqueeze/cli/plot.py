@@ -38,11 +38,12 @@ def run(args: argparse.Namespace) -> int:
     results = load_results(args.results)
     out = Path(args.out) if args.out else Path(args.results).parent
     kind = results["kind"]
-    if kind == "zero-weights":
-        from netsqueeze.experiments.plots import plot_zero_weights
+    from netsqueeze.experiments import plots
 
+    drawers = {"zero-weights": plots.plot_zero_weights, "compress": plots.plot_compress}
+    if kind in drawers:
         try:
-            paths = plot_zero_weights(results, out)
+            paths = drawers[kind](results, out)
         except (KeyError, TypeError, IndexError) as exc:
             raise FormatError(
                 f"{args.results}: results of kind {kind!r} lack a field the figures need "

@@ -104,3 +104,73 @@ def plot_zero_weights(results: dict, out_dir: str | Path) -> list[Path]:
     paths.append(_save(fig, out / "cluster_accuracy.png"))
     plt.close(fig)
     return paths
+
+
+def plot_compress(results: dict, out_dir: str | Path) -> list[Path]:
+    """Figures of a compress run: accuracy per stage, and each layer's weight distribution.
+
+    Writes ``accuracy_stages.png`` and ``weight_distribution.png`` (one row per layer, one column
+    per snapshot: trained, pruned + retrained, shared), as in the paper's weight-distribution
+    figure. Returns the paths.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = results["stages"]
+    title = f"{results['spec']['model']} on {results['dataset']['name']}"
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(stages) + 2), 4.5))
+    x = np.arange(len(stages))
+    err = [100 * (1 - s["accuracy"]) for s in stages]
+    ax.plot(x, err, "-o", label="after the stage")
+    before = [(i, 100 * (1 - s["accuracy_before_retrain"])) for i, s in enumerate(stages)
+              if s.get("accuracy_before_retrain") is not None]
+    if before:
+        ax.plot([b[0] for b in before], [b[1] for b in before], "x", color="tab:red", ms=8,
+                label="pruned, before retraining")
+    for i, s in enumerate(stages):
+        ax.annotate(f"{100 * s['kept']:.0f} % kept", (i, err[i]), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=7)
+    ax.set_xticks(x)
+    ax.set_xticklabels([s["stage"] for s in stages], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"top-1 error, % ({results['n_test_images']:,} test images)")
+    ax.set_title(f"Error through the pipeline — {title}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out / "accuracy_stages.png"))
+    plt.close(fig)
+
+    dists = results["distributions"]
+    snaps = list(dists)
+    layers = list(dists[snaps[0]]) if snaps else []
+    if layers:
+        fig, axes = plt.subplots(len(layers), len(snaps), squeeze=False,
+                                 figsize=(3.6 * len(snaps), 2.2 * len(layers)))
+        for r, layer in enumerate(layers):
+            for c, snap in enumerate(snaps):
+                ax = axes[r][c]
+                d = dists[snap].get(layer)
+                if d is None:
+                    ax.set_axis_off()
+                    continue
+                if "values" in d and len(d["values"]) <= 256 and snap.startswith("shared"):
+                    ax.vlines(d["values"], 0, d["counts"], lw=1)
+                else:
+                    lo, hi = d["edges"]
+                    edges = np.linspace(lo, hi, len(d["hist"]) + 1)
+                    ax.stairs(d["hist"], edges, fill=True, alpha=0.7)
+                ax.tick_params(labelsize=6)
+                if r == 0:
+                    ax.set_title(snap, fontsize=9)
+                if c == 0:
+                    ax.set_ylabel(layer, fontsize=8)
+                ax.text(0.98, 0.95, f"{d['nonzero']:,} non-zero", transform=ax.transAxes,
+                        ha="right", va="top", fontsize=6)
+        fig.suptitle(f"Weight distribution per layer (zeros not drawn) — {title}", fontsize=10)
+        fig.tight_layout()
+        paths.append(_save(fig, out / "weight_distribution.png"))
+        plt.close(fig)
+    return paths

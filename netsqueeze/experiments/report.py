@@ -135,3 +135,69 @@ def zero_weights_summary(results: dict) -> str:
         "(redraw with `netsqueeze plot results.json`)."
     )
     return "\n".join(lines) + "\n"
+
+
+def _fmt_bytes(n: float) -> str:
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    if n >= 1 << 10:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n:.0f} B"
+
+
+def compress_table_markdown(results: dict) -> str:
+    """``table.md`` of a compress run: stages, then the paper's per-layer table."""
+    s = results["summary"]
+    recipe = results["recipe"]
+    lines = [
+        f"# Deep Compression of {results['spec']['model']} on {results['dataset']['name']}",
+        "",
+        (f"Recipe `{recipe['name']}`; accuracy on the whole test set "
+        f"({results['n_test_images']:,} images), seed {results['seed']}."),
+        "",
+        "## Stages",
+        "",
+    ]
+    rows = []
+    for st in results["stages"]:
+        before = st.get("accuracy_before_retrain")
+        rows.append([
+            st["stage"],
+            f"{st['accuracy']:.4f}",
+            f"{100 * (1 - st['accuracy']):.2f} %",
+            "" if before is None else f"{before:.4f}",
+            f"{100 * st['kept']:.1f} %",
+            f"{st['distinct_nonzero']:,}",
+            f"{st['seconds']:.0f}",
+        ])
+    lines.append(markdown_table(
+        ["stage", "accuracy", "top-1 error", "before retraining", "weights kept",
+         "distinct non-zero", "seconds"], rows))
+    lines += ["## Per layer (the paper's format)", ""]
+    rows = []
+    for r in results["table"]:
+        rows.append([
+            r["layer"], f"{r['weights']:,}", f"{100 * r['kept_fraction']:.1f} %",
+            r["bits"], r["gap_bits"], f"{r['fillers']:,}", _fmt_bytes(r["estimated_bytes"]),
+            f"{r['ratio']:.1f}x",
+        ])
+    rows.append([
+        "total", f"{s['weights']:,}", f"{100 * s['kept_fraction']:.1f} %", "", "", "",
+        _fmt_bytes(s["estimated_bytes"]), f"{s['estimated_ratio']:.1f}x",
+    ])
+    lines.append(markdown_table(
+        ["layer", "weights", "weights kept (P)", "weight bits (P+Q)", "index bits",
+         "filler zeros", "estimated storage", "vs dense float32"], rows))
+    lines.append(
+        "Estimated storage is the paper's formula: each stored entry (kept weights and filler "
+        "zeros) costs weight bits + index bits, plus a 32-bit codebook entry per shared value; "
+        "biases are not counted. Weight bits are 32 for layers that are not shared. The real "
+        "file, with Huffman coding, is measured by `netsqueeze pack` / `netsqueeze inspect`."
+    )
+    lines += [
+        "",
+        (f"Trained: {100 * (1 - s['trained_accuracy']):.2f} % top-1 error; compressed: "
+        f"{100 * (1 - s['final_accuracy']):.2f} % ({s['drop_pp']:+.2f} pp); "
+        f"{100 * s['kept_fraction']:.1f} % of weights kept."),
+    ]
+    return "\n".join(lines) + "\n"

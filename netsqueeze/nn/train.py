@@ -187,6 +187,7 @@ def train(
     desc: str = "train",
     checkpoint: str | os.PathLike | None = None,
     params: list[nn.Parameter] | None = None,
+    on_epoch: Callable[[TrainLog], None] | None = None,
 ) -> TrainLog:
     """Train ``model`` in place with mini-batches drawn without replacement, epoch by epoch.
 
@@ -208,6 +209,8 @@ def train(
         resume from it when it exists; removed when training finishes.
     params : list of Parameter, optional
         Parameters to optimize (default: every parameter that requires a gradient).
+    on_epoch : callable ``(TrainLog) -> None``, optional
+        Called after every epoch, once its checkpoint is saved.
 
     Returns
     -------
@@ -287,6 +290,8 @@ def train(
                     },
                     ckpt,
                 )
+            if on_epoch is not None:
+                on_epoch(log)
     finally:
         bar.close()
     model.eval()

@@ -1,0 +1,361 @@
+"""The Deep Compression pipeline end to end, on any nn.Module.
+
+train (or load) -> iterative prune + retrain -> share weights (k-means) -> fine-tune centroids,
+evaluating on the whole test set after every stage. :func:`run_compress` writes into an output
+folder:
+
+* ``results.json`` — recipe, dataset, every stage's accuracy / sparsity / distinct values / time,
+  the per-layer table, weight distributions, wall times and peak memory;
+* ``table.md`` — the per-layer table in the paper's format;
+* ``accuracy_stages.png`` and ``weight_distribution.png``;
+* ``compressed.pt`` — the compressed network as a plain checkpoint (zeros and shared values baked
+  in) for ``netsqueeze pack``; ``trained.pt`` — the network before compression.
+
+Every finished stage is saved in ``.state/``; ``resume=True`` continues from the last one, and
+training inside a stage resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
+from netsqueeze.core.sparse import paper_gap_counts
+from netsqueeze.experiments.recipe import Recipe
+from netsqueeze.models import build
+from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
+from netsqueeze.nn.modules import layer_kind
+from netsqueeze.nn.prune import prune_, pruning_report, strip_
+from netsqueeze.nn.share import share_report, share_weights_
+from netsqueeze.nn.train import evaluate, resolve_device, save_state, to_tensor, train
+
+__all__ = ["CompressSpec", "layer_table", "run_compress"]
+
+HIST_BINS = 121
+
+
+@dataclass
+class CompressSpec:
+    """What to compress and with which data (the recipe says how)."""
+
+    model: str = "lenet5"
+    dataset: str = "default"
+    data_dir: str | None = None
+    download: bool = True
+    checkpoint: str | None = None
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _weights(model: nn.Module) -> dict[str, tuple[str, np.ndarray]]:
+    """Effective weights of conv / linear layers (pruned, shared or plain): name -> (kind, w)."""
+    out = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.conv._ConvNd | nn.Linear):
+            out[name] = (layer_kind(mod), mod.weight.detach().cpu().numpy().copy())
+    return out
+
+
+def _distribution(weights: dict, ranges: dict) -> dict:
+    """Per layer: a histogram of the non-zero weights, or exact values when there are few."""
+    out = {}
+    for name, (_, w) in weights.items():
+        nz = w[w != 0]
+        values, counts = np.unique(nz, return_counts=True)
+        entry = {"nonzero": int(nz.size), "zeros": int(w.size - nz.size)}
+        if values.size <= 512:
+            entry["values"] = values.astype(float).tolist()
+            entry["counts"] = counts.astype(int).tolist()
+        lo, hi = ranges[name]
+        hist, edges = np.histogram(nz, bins=HIST_BINS, range=(lo, hi))
+        entry["hist"] = hist.astype(int).tolist()
+        entry["edges"] = [float(edges[0]), float(edges[-1])]
+        out[name] = entry
+    return out
+
+
+def _summary(model: nn.Module) -> dict:
+    w = _weights(model)
+    total = sum(a.size for _, a in w.values())
+    nonzero = sum(int(np.count_nonzero(a)) for _, a in w.values())
+    distinct = sum(int(np.unique(a[a != 0]).size) for _, a in w.values())
+    return {
+        "weights": int(total),
+        "nonzero": int(nonzero),
+        "kept": nonzero / total if total else 0.0,
+        "distinct_nonzero": distinct,
+        "layers": {
+            name: {"weights": int(a.size), "nonzero": int(np.count_nonzero(a)),
+                   "distinct_nonzero": int(np.unique(a[a != 0]).size)}
+            for name, (_, a) in w.items()
+        },
+    }
+
+
+def layer_table(model: nn.Module, recipe: Recipe) -> list[dict]:
+    """The paper's per-layer table (its Tables 2-3) for a compressed model.
+
+    Per layer: weights, fraction kept, index bits of shared weights (32 when not shared), the
+    gap bits of the sparse index, and the storage the paper's formula gives: every stored entry
+    (kept weights plus filler zeros) costs ``index bits + gap bits``, plus the codebook at 32 bits
+    per value. The file's measured sizes come from ``netsqueeze inspect``.
+    """
+    rows = []
+    shared = {r.name: r for r in share_report(model)} if recipe.share is not None else {}
+    for name, (kind, w) in _weights(model).items():
+        flat = w.reshape(-1)
+        positions = np.flatnonzero(flat)
+        gap_bits = recipe.storage.gap_bits_for(kind)
+        distinct = int(np.unique(flat[positions]).size)
+        if name in shared:
+            bits = int(shared[name].bits)
+            codebook_bits = 32 * distinct
+        else:
+            bits, codebook_bits = 32, 0
+        counts = paper_gap_counts(positions, gap_bits=gap_bits, index_bits=bits)
+        est_bits = int(counts["bits"]) + codebook_bits
+        rows.append({
+            "layer": name,
+            "kind": kind,
+            "weights": int(flat.size),
+            "kept": int(positions.size),
+            "kept_fraction": positions.size / flat.size if flat.size else 0.0,
+            "bits": bits,
+            "distinct": distinct,
+            "gap_bits": gap_bits,
+            "fillers": int(counts["n_fillers"]),
+            "estimated_bits": est_bits,
+            "estimated_bytes": est_bits / 8,
+            "dense_bytes": 4 * int(flat.size),
+            "ratio": (32 * flat.size) / est_bits if est_bits else float("inf"),
+        })
+    return rows
+
+
+class _State:
+    """Finished stages of one run, saved in ``out/.state`` after each stage."""
+
+    def __init__(self, out: Path, fingerprint: dict, resume: bool):
+        self.dir = out / ".state"
+        self.file = self.dir / "progress.json"
+        self.data = {"fingerprint": fingerprint, "stages": [], "distributions": {}}
+        if resume and self.file.exists():
+            old = json.loads(self.file.read_text())
+            if old.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"{self.file} belongs to a run with another recipe, model or data; rerun "
+                    "without --resume to start over"
+                )
+            self.data = old
+        elif self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def done(self) -> int:
+        return len(self.data["stages"])
+
+    def model_file(self) -> Path:
+        return self.dir / "model.pt"
+
+    def train_checkpoint(self, i: int) -> Path:
+        return self.dir / f"train-{i}.pt"
+
+    def finish(self, record: dict, model: nn.Module) -> None:
+        save_state(model, self.model_file())  # the whole module, masks and codebooks included
+        self.data["stages"].append(record)
+        atomic_write_json(self.file, self.data)
+
+    def load_model(self, device) -> nn.Module:
+        return torch.load(self.model_file(), map_location=device, weights_only=False)
+
+
+def _stage_plan(recipe: Recipe, trained_here: bool) -> list[tuple[str, int]]:
+    plan = [("train" if trained_here else "load", 0)]
+    if recipe.prune is not None:
+        plan += [("prune", i) for i in range(1, recipe.prune.steps + 1)]
+    if recipe.share is not None:
+        plan.append(("share", 0))
+        if recipe.finetune is not None and recipe.finetune.iterations > 0:
+            plan.append(("finetune", 0))
+    return plan
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_compress(
+    spec: CompressSpec,
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    plots: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run the pipeline and write its outputs; return the results dict (see module docstring)."""
+    from netsqueeze import data as nsdata
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    ds = nsdata.load(spec.dataset, data_dir=spec.data_dir, download=spec.download,
+                     progress=progress)
+    times["load_data"] = time.perf_counter() - t
+    log(f"data: {ds.describe()}")
+    if ds.note:
+        log(f"note: {ds.note}")
+    device = resolve_device(spec.device)
+
+    torch.manual_seed(recipe.train.seed)
+    if spec.checkpoint:
+        model, _meta = load_checkpoint(spec.checkpoint, arch=spec.model)
+        log(f"loaded {spec.checkpoint}")
+    else:
+        model = build(spec.model)
+    layer_names = [n for n, m in model.named_modules()
+                   if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)]
+    recipe.validate(layer_names)
+    expected = tuple(getattr(model, "input_shape", ()))[-2:]
+    if expected and tuple(ds.x_test.shape[1:]) != expected:
+        raise ValueError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.x_test.shape[1:])} but model "
+            f"{spec.model!r} expects {expected}"
+        )
+    fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
+                   "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
+    state = _State(out, fingerprint, resume)
+    model.to(device)
+    x_test = to_tensor(ds.x_test, device)
+    y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=device)
+    plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
+
+    if state.done:
+        model = state.load_model(device)
+        log(f"resuming after stage {state.done} of {len(plan)} "
+            f"({state.data['stages'][-1]['stage']})")
+    ranges: dict = state.data.get("ranges", {})
+
+    for i in range(state.done, len(plan)):
+        kind, step = plan[i]
+        t0 = time.perf_counter()
+        record: dict = {"stage": kind if not step else f"{kind} {step}/{recipe.prune.steps}"}
+        ckpt = state.train_checkpoint(i)
+        if kind == "train":
+            tl = train(model, ds.x_train, ds.y_train, recipe.train, device=device,
+                       progress=progress, desc="train", checkpoint=ckpt)
+            record["train"] = tl.to_dict()
+        elif kind == "prune":
+            cfg = recipe.prune.config_for(step)
+            prune_(model, cfg)
+            record["target"] = cfg.to_dict()
+            record["accuracy_before_retrain"] = evaluate(model, x_test, y_test)
+            rt = recipe.prune.retrain
+            if rt.iterations > 0:
+                tl = train(model, ds.x_train, ds.y_train, rt, device=device, progress=progress,
+                           desc=f"retrain {step}/{recipe.prune.steps}", checkpoint=ckpt)
+                record["train"] = tl.to_dict()
+        elif kind == "share":
+            share_weights_(model, recipe.share)
+            record["share"] = [r.to_dict() for r in share_report(model)]
+        elif kind == "finetune":
+            tl = train(model, ds.x_train, ds.y_train, recipe.finetune, device=device,
+                       progress=progress, desc="fine-tune centroids", checkpoint=ckpt)
+            record["train"] = tl.to_dict()
+        record["accuracy"] = evaluate(model, x_test, y_test)
+        record.update(_summary(model))
+        record["seconds"] = time.perf_counter() - t0
+        if kind == "train":
+            save_checkpoint(model, out / "trained.pt", arch=spec.model,
+                            meta={"dataset": ds.name, "accuracy": record["accuracy"],
+                                  "seed": recipe.train.seed})
+        if kind in ("train", "load"):
+            ranges = {n: [float(-np.abs(w).max()), float(np.abs(w).max())]
+                      for n, (_, w) in _weights(model).items()}
+            state.data["ranges"] = ranges
+        if kind in ("train", "load") or (kind == "prune" and step == recipe.prune.steps) or (
+            i == len(plan) - 1 and kind in ("share", "finetune")
+        ):
+            label = {"train": "trained", "load": "trained", "prune": "pruned + retrained"}.get(
+                kind, "shared" + (" + fine-tuned" if kind == "finetune" else ""))
+            state.data["distributions"][label] = _distribution(_weights(model), ranges)
+        extra = ""
+        if "accuracy_before_retrain" in record:
+            extra = f" (before retraining {record['accuracy_before_retrain']:.4f})"
+        log(f"{record['stage']:>14}: accuracy {record['accuracy']:.4f}{extra}, "
+            f"{100 * record['kept']:.1f} % of weights kept, "
+            f"{record['distinct_nonzero']:,} distinct non-zero values "
+            f"[{record['seconds']:.0f} s]")
+        state.finish(record, model)
+
+    stages = state.data["stages"]
+    times["stages"] = float(sum(s["seconds"] for s in stages))
+    table = layer_table(model, recipe)
+    stripped = strip_(copy.deepcopy(model)).cpu()
+    trained_acc = stages[0]["accuracy"]
+    final_acc = stages[-1]["accuracy"]
+    results = {
+        "kind": "compress",
+        "spec": spec.to_dict(),
+        "recipe": recipe.to_dict(),
+        "seed": recipe.train.seed,
+        "dataset": ds.to_dict(),
+        "n_test_images": int(ds.n_test),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "stages": stages,
+        "table": table,
+        "distributions": state.data["distributions"],
+        "pruning": pruning_report(model).to_dict(),
+        "summary": {
+            "trained_accuracy": trained_acc,
+            "final_accuracy": final_acc,
+            "trained_error_pct": 100 * (1 - trained_acc),
+            "final_error_pct": 100 * (1 - final_acc),
+            "drop_pp": 100 * (trained_acc - final_acc),
+            "weights": int(sum(r["weights"] for r in table)),
+            "kept": int(sum(r["kept"] for r in table)),
+            "kept_fraction": sum(r["kept"] for r in table) / max(1, sum(r["weights"]
+                                                                        for r in table)),
+            "estimated_bytes": float(sum(r["estimated_bytes"] for r in table)),
+            "dense_bytes": int(sum(r["dense_bytes"] for r in table)),
+        },
+        "wall_times": times,
+    }
+    s = results["summary"]
+    s["estimated_ratio"] = s["dense_bytes"] / s["estimated_bytes"] if s["estimated_bytes"] else 0
+    save_checkpoint(stripped, out / "compressed.pt", arch=spec.model,
+                    meta={"storage": {"conv_gap_bits": recipe.storage.conv_gap_bits,
+                                      "fc_gap_bits": recipe.storage.fc_gap_bits},
+                          "recipe": recipe.name, "accuracy": final_acc, "dataset": ds.name})
+    from netsqueeze.experiments.report import compress_table_markdown
+
+    if plots:
+        from netsqueeze.experiments.plots import plot_compress
+
+        t = time.perf_counter()
+        plot_compress(results, out)
+        times["plots"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t_all
+    results["peak_rss_mb"] = _peak_rss_mb()
+    atomic_write_text(out / "table.md", compress_table_markdown(results))
+    atomic_write_json(out / "results.json", results)
+    shutil.rmtree(state.dir, ignore_errors=True)
+    return results

@@ -1,0 +1,1 @@
+"""Built-in compression recipes (TOML), one per reference network."""
