@@ -1,0 +1,127 @@
+"""``netsqueeze inspect``: where the bytes of a .nsq file go, layer by layer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from netsqueeze.cli import nsqfile
+
+NAME = "inspect"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        NAME,
+        help="per-layer size table of a .nsq file, against dense storage, gzip and the "
+        "entropy bound",
+        description="Print, per layer, the weights kept, the bits per cluster index and per "
+        "relative index actually written, what Huffman coding saved over fixed-width codes, "
+        "and the bytes; then the totals, the ratio to dense storage and to torch.save + gzip "
+        "-9 of the same decoded model (measured), the distance to the entropy bound and the "
+        "paper's size formula.",
+    )
+    p.add_argument("file", metavar="FILE.nsq", help="compressed model")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip the torch.save + gzip -9 measurement")
+    p.set_defaults(run=run)
+    return p
+
+
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{100 * v:.{digits}f}"
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _table(headers: list[str], rows: list[list[str]], left: int = 2) -> list[str]:
+    """Aligned rows: the first ``left`` columns left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        parts = [c.ljust(w) if i < left else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in rows[:-1])
+    if rows:
+        out.append(line(["-" * w for w in widths]))
+        out.append(line(rows[-1]))
+    return out
+
+
+def render(report: dict) -> str:
+    """The report as aligned plain text: header line, layer table, totals and comparisons."""
+    t = report["totals"]
+    hb = nsqfile.human_bytes
+    lines = [
+        (f"{report['file'] or 'nsq data'}: {hb(report['file_bytes'])}, architecture "
+        f"{report['arch']}, written by netsqueeze {report['netsqueeze_version']} "
+        f"(format {report['format_version']})"),
+        "",
+    ]
+    headers = ["layer", "kind", "weights", "kept %", "k", "bits/index", "bits/gap",
+               "Huffman %", "bytes", "ratio"]
+    rows = []
+    for x in report["layers"]:
+        k = str(x["codebook_size"]) if x["values"] == "codebook" else "raw"
+        rows.append([
+            x["name"] or "(model)",
+            x["kind"] or "-",
+            f"{x['weights']:,}",
+            _pct(x["kept"]),
+            k,
+            _num(x["index_bits"]),
+            _num(x["gap_bits"]),
+            _pct(x["huffman_saving"]),
+            f"{x['bytes']:,}",
+            f"{x['ratio']:.1f}x" if x["ratio"] else "-",
+        ])
+    rows.append([
+        "total", "", f"{t['weights']:,}", _pct(t["kept"]), "", "", "",
+        _pct(t["huffman_saving"]), f"{t['records_bytes']:,}",
+        f"{t['dense_bytes'] / t['records_bytes']:.1f}x" if t["records_bytes"] else "-",
+    ])
+    lines += _table(headers, rows)
+    lines += [
+        "",
+        "weights: elements of the layer's weight (total: conv and linear layers); kept: its",
+        "non-zeros; k: shared values (raw: values stored as they are); bits/index, bits/gap:",
+        "bits written per stored weight, descriptors included; Huffman: saving over fixed-width",
+        "codes; bytes: all tensors of the layer (weight, bias, buffers).",
+        "",
+    ]
+    lines.append(f"file              {hb(t['file_bytes'])}: records {t['records_bytes']:,} "
+                 f"+ header and framing {t['overhead_bytes']:,}")
+    lines.append(f"vs dense          {t['ratio_to_dense']:.1f}x smaller than "
+                 f"{hb(t['dense_bytes'])} ({report['dense_counts']})")
+    b = report.get("baseline")
+    if b:
+        lines.append(f"vs gzip           {b['ratio']:.2f}x smaller than torch.save + gzip -9: "
+                     f"{hb(b['gzip_bytes'])} (measured)")
+    if t["bits_per_weight"]:
+        lines.append(f"bits per weight   {t['bits_per_weight']:.2f} (file bits per stored conv/"
+                     "linear weight)")
+    if t["entropy_bytes"]:
+        lines.append(f"entropy bound     symbol streams {t['stream_bytes']:,} bytes, bound "
+                     f"{t['entropy_bytes']:,.0f} (+{_pct(t['entropy_overhead'])} %); records at "
+                     f"the bound {t['entropy_bound_bytes']:,.0f}")
+    if t["paper_bytes"]:
+        lines.append(f"paper's formula   {t['paper_bytes']:,.0f} bytes estimated vs "
+                     f"{t['records_bytes']:,} written ({t['paper_vs_actual']:.2f}x)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from netsqueeze.nn.export import compressed_report
+
+    report = compressed_report(args.file, baseline=args.baseline)
+    if args.json:
+        print(json.dumps(report, indent=2, allow_nan=False))
+    else:
+        print(render(report))
+    return 0

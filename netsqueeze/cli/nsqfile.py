@@ -1,0 +1,126 @@
+"""What the ``.nsq`` commands (pack, unpack, inspect, evaluate) share: reading their inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: File a compress run leaves in its output folder: the stripped compressed model.
+RUN_CHECKPOINT = "compressed.pt"
+
+
+def human_bytes(n: int) -> str:
+    """``35,282 bytes (34.5 KiB)``."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n:,} bytes ({n / size:.1f} {unit})"
+    return f"{n:,} bytes"
+
+
+def checkpoint_path(src: str | Path) -> Path:
+    """The checkpoint named by ``src``: the file itself, or a compress run's ``compressed.pt``."""
+    p = Path(src)
+    if p.is_dir():
+        ckpt = p / RUN_CHECKPOINT
+        if not ckpt.is_file():
+            raise FileNotFoundError(
+                f"{p} is a folder without {RUN_CHECKPOINT}; give a checkpoint file or the "
+                "output folder of a finished compress run"
+            )
+        return ckpt
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file or run folder")
+    return p
+
+
+def load_source(src: str | Path, model_name: str | None):
+    """Load a checkpoint (or a run folder's ``compressed.pt``) into a plain model.
+
+    A netsqueeze checkpoint names its architecture (``model_name`` overrides it); a plain
+    ``state_dict`` needs ``model_name``. Entries of pruning or weight-sharing machinery saved
+    before stripping (``weight_mask``, ``weight_centroids`` + ``weight_index``) are turned into
+    the plain weights they stand for.
+
+    Returns
+    -------
+    (model, arch, meta, path)
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, netsqueeze.FormatError
+        Missing file, unknown or missing architecture, not a checkpoint, tensors that do not
+        fit the architecture.
+    """
+    import torch
+
+    from netsqueeze.errors import FormatError
+    from netsqueeze.models import MODELS, build
+    from netsqueeze.models.checkpoint import FORMAT
+    from netsqueeze.nn.export import plain_state_dict
+
+    path = checkpoint_path(src)
+    if model_name is not None and model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose one of: {', '.join(MODELS)}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
+        raise FormatError(
+            f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); give "
+            "a file written by netsqueeze or by torch.save(model.state_dict())"
+        ) from None
+    meta: dict = {}
+    arch = model_name
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        state = obj.get("state_dict")
+        meta = dict(obj.get("meta") or {})
+        arch = arch or obj.get("arch")
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj
+    else:
+        raise FormatError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
+    if not isinstance(state, dict):
+        raise FormatError(f"{path}: its state_dict is a {type(state).__name__}, not a dict")
+    if arch is None:
+        raise ValueError(
+            f"{path} does not say which network it holds: give --model ({', '.join(MODELS)})"
+        )
+    model = build(arch)
+    try:
+        plain = plain_state_dict(state)
+        problem = _misfit(model.state_dict(), plain)
+        if problem is None:
+            model.load_state_dict(plain, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        problem = " ".join(str(exc).split())[:300]
+    if problem is not None:
+        raise FormatError(
+            f"{path}: its tensors do not fit the {arch} network ({problem}); check --model"
+        )
+    return model, arch, meta, path
+
+
+def _misfit(expected: dict, got: dict) -> str | None:
+    """The first tensor missing from ``got``, unexpected in it, or of another shape."""
+    for k, t in expected.items():
+        if k not in got:
+            return f"no tensor {k!r}"
+        shape = tuple(getattr(got[k], "shape", ()))
+        if shape != tuple(t.shape):
+            return f"{k!r} has shape {shape}, the network's has {tuple(t.shape)}"
+    extra = [k for k in got if k not in expected]
+    return f"unexpected tensor {extra[0]!r}" if extra else None
+
+
+def buildable_arch(header: dict, path, command: str) -> str:
+    """The header's architecture, or a ValueError saying the file needs Python to load."""
+    from netsqueeze.models import MODELS
+
+    arch = header.get("arch")
+    if isinstance(arch, str) and arch in MODELS:
+        return arch
+    cls = header.get("model_class")
+    raise ValueError(
+        f"{path} holds a model of architecture {arch!r}"
+        + (f" (class {cls})" if cls else "")
+        + f", which '{command}' cannot build (it knows {', '.join(MODELS)}); load it in Python "
+        "with netsqueeze.nn.export.load_compressed(path, model=an_instance)"
+    )

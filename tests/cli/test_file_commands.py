@@ -1,0 +1,243 @@
+"""pack / unpack / inspect / evaluate on real files, through the command line's error handling."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from netsqueeze.cli import evaluate, inspect, main, pack, unpack
+from netsqueeze.core.container import read_nsq
+from netsqueeze.data import load
+from netsqueeze.models import build
+from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
+from netsqueeze.nn.export import load_compressed, save_compressed
+from netsqueeze.nn.prune import PruneConfig, prune_
+from netsqueeze.nn.share import ShareConfig, share_weights_, strip_
+from netsqueeze.nn.train import evaluate as accuracy
+
+OURS = (pack, unpack, inspect, evaluate)
+
+
+@pytest.fixture(autouse=True)
+def commands(monkeypatch):
+    """Register the file commands (once, whether or not main already lists them)."""
+    extra = tuple(m for m in OURS if m not in main.COMMANDS)
+    monkeypatch.setattr(main, "COMMANDS", main.COMMANDS + extra)
+
+
+def cli(capsys, *argv):
+    code = main.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, command, text):
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"netsqueeze {command}: error: ")
+    assert text in lines[0], err
+
+
+def compressed_lenet(seed=0):
+    torch.manual_seed(seed)
+    model = build("lenet-300-100")
+    prune_(model, PruneConfig(sparsity=0.9))
+    share_weights_(model, ShareConfig(fc_bits=5))
+    return model
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A netsqueeze checkpoint of a stripped pruned + shared LeNet-300-100."""
+    model = strip_(compressed_lenet())
+    path = tmp_path / "model.pt"
+    save_checkpoint(model, path, arch="lenet-300-100", meta={"seed": 0, "log": [1.0] * 50})
+    return path, model
+
+
+@pytest.fixture
+def nsq(tmp_path):
+    model = compressed_lenet()
+    path = tmp_path / "lenet.nsq"
+    save_compressed(model, path)
+    return path, strip_(copy.deepcopy(model))
+
+
+def test_pack_a_checkpoint(checkpoint, tmp_path, capsys):
+    src, model = checkpoint
+    out = tmp_path / "out.nsq"
+    code, stdout, _ = cli(capsys, "pack", src, "-o", out)
+    assert code == 0
+    size = out.stat().st_size
+    assert f"{size:,} bytes" in stdout
+    ratio = 266_610 * 4 / size
+    assert ratio > 20
+    assert f"{ratio:.1f}x smaller than dense" in stdout
+    loaded = load_compressed(out)
+    for k, t in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], t), k
+    header = read_nsq(out).header
+    assert header["arch"] == "lenet-300-100"
+    assert header["meta"]["seed"] == 0 and "log" not in header["meta"]  # small entries only
+    assert header["meta"]["storage"] == {"conv_gap_bits": 8, "fc_gap_bits": 5}
+
+
+def test_pack_a_run_folder_uses_its_gap_bits_unless_overridden(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(strip_(compressed_lenet()), run / "compressed.pt", arch="lenet-300-100",
+                    meta={"storage": {"conv_gap_bits": 6, "fc_gap_bits": 3}})
+    out = tmp_path / "run.nsq"
+    assert cli(capsys, "pack", run, "-o", out)[0] == 0
+    assert read_nsq(out)["fc1.weight"].gap_bits == 3
+    assert cli(capsys, "pack", run, "-o", out, "--fc-gap-bits", "4")[0] == 0
+    assert read_nsq(out)["fc1.weight"].gap_bits == 4
+    assert read_nsq(out).header["meta"]["storage"] == {"conv_gap_bits": 6, "fc_gap_bits": 4}
+
+
+def test_pack_float16_codebooks_is_smaller(checkpoint, tmp_path, capsys):
+    src, _ = checkpoint
+    assert cli(capsys, "pack", src, "-o", tmp_path / "a.nsq")[0] == 0
+    assert cli(capsys, "pack", src, "-o", tmp_path / "h.nsq", "--codebook-dtype", "float16")[0] == 0
+    assert (tmp_path / "h.nsq").stat().st_size < (tmp_path / "a.nsq").stat().st_size
+
+
+def test_pack_plain_state_dicts_and_unstripped_checkpoints(tmp_path, capsys):
+    live = compressed_lenet()  # pruning and sharing machinery still attached
+    plain = tmp_path / "plain.pt"
+    torch.save(live.state_dict(), plain)
+    code, _, err = cli(capsys, "pack", plain, "-o", tmp_path / "x.nsq")
+    assert_one_line_error(code, err, "pack", "give --model")
+    assert cli(capsys, "pack", plain, "-o", tmp_path / "x.nsq", "--model", "lenet-300-100")[0] == 0
+    loaded = load_compressed(tmp_path / "x.nsq")
+    expected = strip_(copy.deepcopy(live)).state_dict()
+    for k, t in expected.items():
+        assert torch.equal(loaded.state_dict()[k], t), k
+
+
+def test_pack_bad_sources_are_one_line_errors(checkpoint, tmp_path, capsys):
+    src, _ = checkpoint
+    out = tmp_path / "x.nsq"
+    code, _, err = cli(capsys, "pack", src, "-o", out, "--model", "lenet5")
+    assert_one_line_error(code, err, "pack", "do not fit the lenet5 network")
+    code, _, err = cli(capsys, "pack", src, "-o", out, "--model", "resnet")
+    assert_one_line_error(code, err, "pack", "unknown model 'resnet'")
+    code, _, err = cli(capsys, "pack", tmp_path / "missing.pt", "-o", out)
+    assert_one_line_error(code, err, "pack", "no such checkpoint file")
+    code, _, err = cli(capsys, "pack", tmp_path, "-o", out)  # a folder without compressed.pt
+    assert_one_line_error(code, err, "pack", "compressed.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    code, _, err = cli(capsys, "pack", junk, "-o", out)
+    assert_one_line_error(code, err, "pack", "not a PyTorch checkpoint")
+    assert not out.exists()
+
+
+def test_unpack_writes_a_loadable_checkpoint(nsq, tmp_path, capsys):
+    path, model = nsq
+    out = tmp_path / "back.pt"
+    code, stdout, _ = cli(capsys, "unpack", path, "-o", out)
+    assert code == 0 and str(out) in stdout
+    restored, meta = load_checkpoint(out)
+    assert meta["arch"] == "lenet-300-100"
+    fresh = build("lenet-300-100")
+    fresh.load_state_dict(torch.load(out)["state_dict"])
+    for k, t in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[k], t), k
+        assert torch.equal(fresh.state_dict()[k], t), k
+    # default output name: the .nsq file with the suffix .pt
+    assert cli(capsys, "unpack", path)[0] == 0
+    assert path.with_suffix(".pt").is_file()
+
+
+def test_unpack_a_custom_architecture_keeps_the_tensors(tmp_path, capsys):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    save_compressed(model, tmp_path / "c.nsq")
+    code, stdout, _ = cli(capsys, "unpack", tmp_path / "c.nsq", "-o", tmp_path / "c.pt")
+    assert code == 0 and "model=" in stdout
+    skeleton = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    restored, _ = load_checkpoint(tmp_path / "c.pt", model=skeleton)
+    for k, t in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[k], t), k
+
+
+def test_inspect_table_and_json(nsq, capsys):
+    path, _ = nsq
+    size = path.stat().st_size
+    code, text, _ = cli(capsys, "inspect", path)
+    assert code == 0
+    for needle in ("fc1", "fc2", "fc3", "total", "kept %", "bits/gap", "Huffman %",
+                   f"{size:,} bytes", "vs dense", "vs gzip", "entropy bound", "paper's formula"):
+        assert needle in text, needle
+    header = next(line for line in text.splitlines() if line.startswith("layer"))
+    fc1 = next(line for line in text.splitlines() if line.startswith("fc1 "))
+    assert len(fc1) <= len(header) + 10  # aligned columns
+    code, text, _ = cli(capsys, "inspect", path, "--no-baseline")
+    assert code == 0 and "vs gzip" not in text
+    code, text, _ = cli(capsys, "inspect", path, "--json")
+    assert code == 0
+    report = json.loads(text)
+    t = report["totals"]
+    assert report["file_bytes"] == t["file_bytes"] == size
+    assert sum(x["bytes"] for x in report["layers"]) + t["overhead_bytes"] == size
+    assert t["ratio_to_dense"] > 20
+    assert report["baseline"]["gzip_bytes"] > size
+
+
+def test_evaluate_on_the_offline_sample(nsq, capsys):
+    path, model = nsq
+    code, text, _ = cli(capsys, "evaluate", path, "--dataset", "mnist-sample")
+    assert code == 0
+    ds = load("mnist-sample")
+    acc = accuracy(model, ds.x_test, ds.y_test)
+    assert f"{100 * acc:.2f} %" in text
+    assert "of 1,000 test images of mnist-sample" in text
+    assert ds.note in text
+
+
+def test_evaluate_needs_a_known_architecture(tmp_path, capsys):
+    save_compressed(torch.nn.Linear(784, 10), tmp_path / "c.nsq")
+    code, _, err = cli(capsys, "evaluate", tmp_path / "c.nsq", "--dataset", "mnist-sample")
+    assert_one_line_error(code, err, "evaluate", "load_compressed(path, model=")
+
+
+@pytest.mark.parametrize("command", ["inspect", "evaluate", "unpack"])
+def test_bad_files_are_one_line_errors(command, nsq, tmp_path, capsys):
+    path, _ = nsq
+    data = path.read_bytes()
+    extra = ["--dataset", "mnist-sample"] if command == "evaluate" else []
+    cases = {
+        "missing.nsq": (None, "no .nsq file"),
+        "text.nsq": (b"hello, this is not a compressed model\n", "not an .nsq file"),
+        "truncated.nsq": (data[: len(data) // 2], "truncated"),
+        "tiny.nsq": (data[:12], "truncated"),
+        "flipped.nsq": (data[:100] + bytes([data[100] ^ 1]) + data[101:], "checksum"),
+    }
+    for name, (content, text) in cases.items():
+        bad = tmp_path / name
+        if content is not None:
+            bad.write_bytes(content)
+        code, _, err = cli(capsys, command, bad, *extra)
+        assert_one_line_error(code, err, command, text)
+
+
+def test_parsers_are_testable_without_running(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="netsqueeze")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for mod in OURS:
+        mod.add_parser(sub)
+    args = parser.parse_args(["pack", "src", "-o", "x.nsq", "--conv-gap-bits", "7"])
+    assert args.conv_gap_bits == 7 and args.fc_gap_bits is None and args.model is None
+    assert pack.gap_bits_from(args, {"storage": {"fc_gap_bits": 2}}) == {"conv": 7, "fc": 2}
+    assert pack.gap_bits_from(args, {}) == {"conv": 7, "fc": 5}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pack", "src", "-o", "x.nsq", "--fc-gap-bits", "17"])
+    args = parser.parse_args(["evaluate", "f.nsq"])
+    assert args.dataset == "mnist" and args.download
+    args = parser.parse_args(["inspect", "f.nsq", "--json", "--no-baseline"])
+    assert args.json and not args.baseline
