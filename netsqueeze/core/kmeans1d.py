@@ -1,0 +1,1043 @@
+"""One-dimensional k-means for weight sharing, in numpy.
+
+Weight sharing replaces every weight of a layer by the nearest of ``k`` shared values (the
+*centroids*); the layer then stores one small index per weight plus a codebook of ``k`` floats.
+Finding the centroids is k-means on a 1-D sample, which is far easier than general k-means:
+
+* the clusters of any Lloyd fixed point, and of the optimum, are *intervals* of the sorted values,
+  separated by the midpoints between consecutive sorted centroids;
+* so after one sort, a Lloyd iteration is ``k`` binary searches plus prefix-sum look-ups,
+  ``O(k log n)`` whatever ``n`` is (:class:`KMeans1D` with ``method="lloyd"``);
+* and the global optimum is a shortest-path problem over the sorted distinct values, solved by
+  dynamic programming (Wang and Song's Ckmeans.1d.dp) with a monotone split point
+  (``method="exact"``).
+
+The estimator follows scikit-learn's conventions: arguments are stored by ``__init__`` and checked
+by :meth:`KMeans1D.fit`, which returns ``self``; learned state ends in ``_``.
+
+Examples
+--------
+>>> import numpy as np
+>>> km = KMeans1D(2).fit(np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0]))
+>>> km.centroids_.tolist(), km.labels_.tolist(), km.inertia_
+([2.0, 11.0], [0, 0, 0, 1, 1, 1], 4.0)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["DEFAULT_N_BINS", "MAX_EXACT_UNIQUE", "KMeans1D", "kmeans1d"]
+
+#: ``method="exact"`` with ``n_bins=None`` solves the problem exactly on the distinct values when
+#: there are at most this many of them, and on a histogram of ``DEFAULT_N_BINS`` bins otherwise.
+MAX_EXACT_UNIQUE = 1 << 16
+#: Number of histogram bins used by ``method="exact"`` when ``n_bins`` is not given.
+DEFAULT_N_BINS = 1 << 16
+# method="auto" runs the dynamic programme when k * m * log2(m) is at most this (about 0.5 s).
+_AUTO_DP_BUDGET = 1 << 25
+# Largest backtracking table (k x m int32 entries) the dynamic programme may allocate (1 GiB).
+_MAX_DP_CELLS = 1 << 28
+
+_BLOCK = 64  # values per block of the prefix sums over the sorted data
+_BUILD_CHUNK = _BLOCK << 12  # values per pass when building block sums (a multiple of _BLOCK)
+_QUERY_CHUNK = 1 << 14  # queries gathered at once (each gathers one block)
+_LABEL_CHUNK = 1 << 16  # values labelled per pass
+
+_INITS = ("linear", "density", "random", "k-means++")
+_METHODS = ("lloyd", "exact", "auto")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers: validation and dtypes
+# --------------------------------------------------------------------------------------------
+
+
+def _label_dtype(n_clusters: int) -> np.dtype:
+    """Smallest unsigned integer dtype that holds ``n_clusters - 1``."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if n_clusters - 1 <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+def _as_float_1d(X, name: str = "X", *, allow_empty: bool = False) -> np.ndarray:
+    """Flatten ``X`` to a 1-D float32 or float64 array (a view when possible) and check it."""
+    try:
+        a = np.asarray(X)
+    except Exception as exc:  # pragma: no cover - exotic array-likes
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from exc
+    kind = a.dtype.kind
+    if kind == "c":
+        raise ValueError(f"{name} is complex ({a.dtype}); pass the real part, e.g. {name}.real")
+    if kind == "O":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be an array of numbers, got dtype object") from exc
+        kind = "f"
+    if kind not in "biuf":
+        raise ValueError(f"{name} must be an array of numbers, got dtype {a.dtype}")
+    if a.dtype == np.float16:
+        a = a.astype(np.float32)
+    elif kind != "f" or a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    a = np.ravel(a)
+    if a.size == 0:
+        if allow_empty:
+            return a
+        raise ValueError(f"{name} is empty; k-means needs at least one value")
+    lo, hi = a.min(), a.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        n_nan = int(np.count_nonzero(np.isnan(a)))
+        n_inf = int(np.count_nonzero(np.isinf(a)))
+        problems = []
+        if n_nan:
+            problems.append(f"{n_nan} NaN")
+        if n_inf:
+            problems.append(f"{n_inf} infinite")
+        raise ValueError(
+            f"{name} contains {' and '.join(problems)} value(s); k-means needs finite values: "
+            f"remove or replace them first (e.g. with np.nan_to_num)"
+        )
+    return a
+
+
+def _check_sample_weight(sample_weight, X_shape, n: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be an array of numbers: {exc}") from exc
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    elif w.shape != tuple(X_shape) and not (w.ndim == 1 and w.size == n):
+        raise ValueError(
+            f"sample_weight has shape {w.shape} but X has shape {tuple(X_shape)}; pass one "
+            f"weight per value of X (same shape as X, or a flat array of {n} weights)"
+        )
+    w = np.ravel(w)
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or infinite values; pass finite weights")
+    if np.any(w < 0):
+        raise ValueError(
+            f"sample_weight contains {int(np.count_nonzero(w < 0))} negative value(s); "
+            f"weights must be >= 0"
+        )
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to 0; at least one weight must be positive")
+    return w
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_random_state(random_state) -> np.random.Generator:
+    if random_state is None or _is_int(random_state):
+        if random_state is not None and random_state < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}")
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    raise ValueError(
+        f"random_state must be None, an int, or a numpy Generator, got {random_state!r}"
+    )
+
+
+def _ceil_cast(v: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round float64 thresholds *up* to ``dtype``.
+
+    For a value ``x`` of that dtype, ``x >= v`` holds exactly when ``x >= _ceil_cast(v)``, so
+    comparisons against float32 data can be done in float32 without changing any answer.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    if dtype == np.float64:
+        return v
+    out = v.astype(dtype)
+    low = out.astype(np.float64) < v
+    if np.any(low):
+        out[low] = np.nextafter(out[low], np.array(np.inf, dtype=dtype))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# sorted data with block prefix sums
+# --------------------------------------------------------------------------------------------
+
+
+class _SortedData:
+    """The sorted sample with prefix sums kept per block of ``_BLOCK`` values.
+
+    Only one sorted copy of the data is kept (in its own float dtype); prefix sums of the weight,
+    of ``w (x - shift)`` and of ``w (x - shift)**2`` (float64, centred on the median to limit
+    cancellation) are stored at block boundaries, so any prefix sum costs one stored value plus a
+    sum over at most ``_BLOCK`` values. Memory: ``n * itemsize`` plus ``24 n / _BLOCK`` bytes.
+    Points of zero weight are dropped.
+    """
+
+    def __init__(self, x: np.ndarray, w: np.ndarray | None):
+        if w is None:
+            s = np.sort(x)
+        else:
+            keep = w > 0
+            if not keep.all():
+                x, w = x[keep], w[keep]
+            order = np.argsort(x, kind="stable")
+            s, w = x[order], w[order]
+            del order
+        n = s.size
+        B = _BLOCK
+        self.s, self.w, self.n, self.dtype = s, w, n, s.dtype
+        self.lo, self.hi = float(s[0]), float(s[-1])
+        self.shift = float(s[n // 2])
+        nb = -(-n // B)
+        sums0 = np.empty(nb) if w is not None else None
+        sums1, sums2 = np.empty(nb), np.empty(nb)
+        for lo in range(0, n, _BUILD_CHUNK):
+            hi = min(lo + _BUILD_CHUNK, n)
+            d = s[lo:hi].astype(np.float64)
+            d -= self.shift
+            starts = np.arange(0, hi - lo, B)
+            q = slice(lo // B, lo // B + starts.size)
+            if w is None:
+                sums1[q] = np.add.reduceat(d, starts)
+                d *= d
+                sums2[q] = np.add.reduceat(d, starts)
+            else:
+                wc = w[lo:hi]
+                sums0[q] = np.add.reduceat(wc, starts)
+                wd = wc * d
+                sums1[q] = np.add.reduceat(wd, starts)
+                wd *= d
+                sums2[q] = np.add.reduceat(wd, starts)
+        if w is None:
+            self.P0 = np.minimum(np.arange(nb + 1, dtype=np.int64) * B, n).astype(np.float64)
+        else:
+            self.P0 = np.concatenate(([0.0], np.cumsum(sums0)))
+        self.P1 = np.concatenate(([0.0], np.cumsum(sums1)))
+        self.P2 = np.concatenate(([0.0], np.cumsum(sums2)))
+        self.total_weight = float(self.P0[-1])
+
+    # -- counting distinct values ------------------------------------------------------------
+    def count_distinct(self) -> int:
+        s, count = self.s, 1
+        for lo in range(0, self.n - 1, _BUILD_CHUNK):
+            hi = min(lo + _BUILD_CHUNK, self.n - 1)
+            count += int(np.count_nonzero(s[lo + 1 : hi + 1] != s[lo:hi]))
+        return count
+
+    def distinct_starts(self) -> np.ndarray:
+        """Index of the first occurrence of every distinct value, shape ``(m,)``."""
+        s, parts = self.s, [np.zeros(1, np.int64)]
+        for lo in range(0, self.n - 1, _BUILD_CHUNK):
+            hi = min(lo + _BUILD_CHUNK, self.n - 1)
+            parts.append(np.flatnonzero(s[lo + 1 : hi + 1] != s[lo:hi]) + (lo + 1))
+        return np.concatenate(parts)
+
+    # -- range statistics ----------------------------------------------------------------------
+    def prefix(self, pos) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prefix sums (weight, centred sum, centred sum of squares) of the first ``pos`` values.
+
+        Parameters
+        ----------
+        pos : array-like of int, shape (q,)
+            Positions in ``[0, n]``.
+
+        Returns
+        -------
+        p0, p1, p2 : ndarray of shape (q,), float64
+        """
+        pos = np.asarray(pos, dtype=np.int64).reshape(-1)
+        B, s, w = _BLOCK, self.s, self.w
+        if pos.size * B > self.n:  # many queries: one pass over the data is cheaper
+            return self._prefix_by_pass(pos)
+        blk = pos // B
+        r = pos - blk * B
+        p0, p1, p2 = self.P0[blk], self.P1[blk], self.P2[blk]  # copies (fancy indexing)
+        todo = np.flatnonzero(r > 0)
+        cols = np.arange(B)
+        for c0 in range(0, todo.size, _QUERY_CHUNK):
+            sel = todo[c0 : c0 + _QUERY_CHUNK]
+            g = blk[sel, None] * B + cols
+            mask = cols < r[sel, None]
+            np.minimum(g, self.n - 1, out=g)
+            d = s[g].astype(np.float64)
+            d -= self.shift
+            d *= mask
+            if w is None:
+                p0[sel] += r[sel]
+                p1[sel] += d.sum(axis=1)
+                d *= d
+                p2[sel] += d.sum(axis=1)
+            else:
+                wg = w[g] * mask
+                p0[sel] += wg.sum(axis=1)
+                wg *= d
+                p1[sel] += wg.sum(axis=1)
+                wg *= d
+                p2[sel] += wg.sum(axis=1)
+        return p0, p1, p2
+
+    def _prefix_by_pass(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`prefix` by running sums over the whole data, ``O(n + q log q)``."""
+        order = np.argsort(pos, kind="stable")
+        ps = pos[order]
+        out = np.zeros((3, pos.size))
+        run = np.zeros(3)
+        s, w = self.s, self.w
+        for lo in range(0, self.n, _BUILD_CHUNK):
+            hi = min(lo + _BUILD_CHUNK, self.n)
+            d = s[lo:hi].astype(np.float64)
+            d -= self.shift
+            wd = d if w is None else w[lo:hi] * d
+            c0 = np.arange(1, hi - lo + 1, dtype=np.float64) if w is None else np.cumsum(w[lo:hi])
+            c1 = np.cumsum(wd)
+            c2 = np.cumsum(wd * d)
+            a, b = np.searchsorted(ps, [lo, hi], side="right")  # positions in (lo, hi]
+            at, dst = ps[a:b] - lo - 1, order[a:b]
+            for row, c in enumerate((c0, c1, c2)):
+                out[row, dst] = run[row] + c[at]
+                run[row] += c[-1]
+        return out[0], out[1], out[2]
+
+    def locate(self, v) -> np.ndarray:
+        """Number of sorted values strictly below each threshold (``searchsorted(..., 'left')``).
+
+        Parameters
+        ----------
+        v : ndarray of shape (q,), float64
+            Thresholds; rounded up to the data dtype first, which keeps every answer exact.
+        """
+        v = _ceil_cast(np.asarray(v, dtype=np.float64).reshape(-1), self.dtype)
+        return np.searchsorted(self.s, v, side="left").astype(np.int64)
+
+    def partition(self, c: np.ndarray) -> np.ndarray:
+        """Cluster ranges of the sorted data for sorted centroids ``c``: ``(len(c) + 1,)`` ints.
+
+        Cluster ``j`` is ``s[pos[j]:pos[j + 1]]``: the values nearest to ``c[j]`` (a value on a
+        midpoint goes to the upper centroid, as in :func:`_assign`).
+        """
+        mid = 0.5 * (c[:-1] + c[1:])
+        return np.concatenate(([0], self.locate(mid), [self.n])).astype(np.int64)
+
+    def sse(self, pos: np.ndarray, centres: np.ndarray) -> float:
+        """``sum(w * (x - centres[j])**2)`` over clusters ``s[pos[j]:pos[j+1]]``, computed directly."""
+        total = 0.0
+        s, w = self.s, self.w
+        starts, ends = pos[:-1], pos[1:]
+        for lo in range(0, self.n, _BUILD_CHUNK):
+            hi = min(lo + _BUILD_CHUNK, self.n)
+            cnt = np.clip(ends, lo, hi) - np.clip(starts, lo, hi)
+            d = s[lo:hi] - np.repeat(centres, cnt)
+            # einsum, not BLAS: a threaded dot is far slower on chunks this size
+            if w is None:
+                total += float(np.einsum("i,i->", d, d))
+            else:
+                total += float(np.einsum("i,i,i->", w[lo:hi], d, d))
+        return total
+
+    # -- sampling ------------------------------------------------------------------------------
+    def position_of_weight(self, targets) -> np.ndarray:
+        """Index ``p`` of the value where the cumulative weight first exceeds each target."""
+        targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+        if self.w is None:
+            return np.clip(np.floor(targets), 0, self.n - 1).astype(np.int64)
+        B = _BLOCK
+        nb = self.P0.size - 1
+        blk = np.clip(np.searchsorted(self.P0, targets, side="right") - 1, 0, nb - 1)
+        rest = targets - self.P0[blk]
+        g = blk[:, None] * B + np.arange(B)
+        inside = g < self.n
+        np.minimum(g, self.n - 1, out=g)
+        cum = np.cumsum(self.w[g] * inside, axis=1)
+        p = blk * B + np.count_nonzero(cum <= rest[:, None], axis=1)
+        return np.minimum(p, self.n - 1)
+
+    def position_of_sq_mass(self, a: int, b: int, c: float, target: float) -> int:
+        """Index ``p`` in ``[a, b)`` where ``sum(w (x - c)**2)`` from ``a`` first exceeds target."""
+        B, P0, P1, P2 = _BLOCK, self.P0, self.P1, self.P2
+        cc = c - self.shift
+
+        def g_block(q: int) -> float:
+            return P2[q] - 2.0 * cc * P1[q] + cc * cc * P0[q]
+
+        q0, q1, q2 = self.prefix([a])
+        ga = float(q2[0] - 2.0 * cc * q1[0] + cc * cc * q0[0])
+        lo_q, hi_q, best = -(-a // B), b // B, -1
+        while lo_q <= hi_q:  # largest block boundary in [a, b] whose mass is <= target
+            mid = (lo_q + hi_q) // 2
+            if g_block(mid) - ga <= target:
+                best, lo_q = mid, mid + 1
+            else:
+                hi_q = mid - 1
+        start, base = (a, 0.0) if best < 0 else (max(a, best * B), g_block(best) - ga)
+        stop = min(start + B, b)
+        d = self.s[start:stop].astype(np.float64) - c
+        m = d * d if self.w is None else self.w[start:stop] * d * d
+        j = int(np.searchsorted(np.cumsum(m), target - base, side="right"))
+        return min(start + j, b - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Lloyd iterations on the sorted data
+# --------------------------------------------------------------------------------------------
+
+
+def _m_step(data: _SortedData, pos: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Means of the non-empty clusters, after refilling empty ones by splitting.
+
+    While fewer than ``k`` clusters hold points, the cluster with the largest SSE is split at its
+    mean into the values below and the values at or above it; both halves become clusters. Each
+    split lowers the SSE (a cluster's two halves cost less about their own means than about the
+    shared one), so Lloyd's SSE stays monotone. A cluster of equal values cannot be split.
+
+    Returns
+    -------
+    centroids : ndarray of shape (k',), float64, sorted; ``k' < k`` only when no cluster can be
+        split any more
+    n_relocated : int
+    """
+    p0, p1, p2 = data.prefix(pos)
+    keep = np.diff(pos) > 0
+    starts, ends = pos[:-1][keep], pos[1:][keep]
+    W, S1, S2 = np.diff(p0)[keep], np.diff(p1)[keep], np.diff(p2)[keep]
+    relocated = 0
+    if starts.size < k:
+        blocked = np.zeros(starts.size, dtype=bool)
+        while starts.size < k:
+            sse = S2 - S1 * S1 / W
+            sse[blocked] = -np.inf
+            j = int(np.argmax(sse))
+            if not sse[j] > 0:
+                break
+            a, b = int(starts[j]), int(ends[j])
+            p = int(data.locate([data.shift + S1[j] / W[j]])[0])
+            if p <= a or p >= b:  # rounding: the cluster holds a single value
+                blocked[j] = True
+                continue
+            q0, q1, q2 = data.prefix([a, p, b])
+            starts = np.insert(starts, j + 1, p)
+            ends = np.insert(ends, j, p)
+            W = np.insert(W, j + 1, q0[2] - q0[1])
+            S1 = np.insert(S1, j + 1, q1[2] - q1[1])
+            S2 = np.insert(S2, j + 1, q2[2] - q2[1])
+            W[j], S1[j], S2[j] = q0[1] - q0[0], q1[1] - q1[0], q2[1] - q2[0]
+            blocked = np.insert(blocked, j + 1, False)
+            relocated += 1
+    return data.shift + S1 / W, relocated
+
+
+def _lloyd(data: _SortedData, c0, k: int, max_iter: int, tol: float):
+    """Lloyd iterations from ``c0`` (any length <= k, duplicates allowed).
+
+    Returns
+    -------
+    centroids : ndarray of shape (k_eff,), sorted, every cluster non-empty
+    pos : ndarray of shape (k_eff + 1,), the nearest-centroid ranges of the sorted data
+    n_iter : int
+    converged : bool
+    """
+    c = np.sort(np.asarray(c0, dtype=np.float64))
+    thresh = tol * (data.hi - data.lo)
+    pos = data.partition(c)
+    n_iter, converged = 0, False
+    while n_iter < max_iter:
+        n_iter += 1
+        new_c, relocated = _m_step(data, pos, k)
+        moved = np.inf if new_c.size != c.size else float(np.max(np.abs(new_c - c)))
+        new_pos = data.partition(new_c)
+        c = new_c
+        if not relocated and np.array_equal(new_pos, pos):
+            converged = True  # exact fixed point: c are the means of pos, pos is nearest to c
+            break
+        pos = new_pos
+        if not relocated and moved <= thresh:
+            converged = True
+            break
+    keep = np.diff(pos) > 0
+    if not keep.all():  # only possible when max_iter stopped right after a relocation
+        c = c[keep]
+        pos = data.partition(c)
+    return c, pos, n_iter, converged
+
+
+# --------------------------------------------------------------------------------------------
+# exact dynamic programme
+# --------------------------------------------------------------------------------------------
+
+
+def _dp_row(A, S1, W, S2, i_lo: int, i_hi: int, t_lo: int, low: np.ndarray):
+    """One row of the DP by divide and conquer over the monotone split point, vectorised.
+
+    Computes ``D[i] = S2[i] + min_t (A[t] - (S1[i] - S1[t])**2 / (W[i] - W[t]))`` for
+    ``i`` in ``[i_lo, i_hi]`` and ``t`` in ``[max(t_lo, low[i]), i - 1]``. The leftmost optimal
+    ``t`` is non-decreasing in ``i`` (the cost satisfies the quadrangle inequality), so each level
+    of the recursion evaluates all its middle rows together, ``O(m)`` candidate pairs per level
+    and ``O(m log m)`` per row. ``low`` is the previous row's optimum, a lower bound on this
+    row's (the last of ``j`` runs starts no earlier than the last of ``j - 1``), which roughly
+    halves the work for large ``k``.
+    """
+    size = A.size
+    D = np.full(size, np.inf)
+    opt = np.zeros(size, dtype=np.int32)
+    ilo, ihi = np.array([i_lo]), np.array([i_hi])
+    tlo, thi = np.array([t_lo]), np.array([i_hi - 1])
+    while ilo.size:
+        mid = (ilo + ihi) >> 1
+        last_t = np.minimum(thi, mid - 1)
+        first_t = np.minimum(np.maximum(tlo, low[mid]), last_t)  # min(): rounding guard
+        L = last_t - first_t + 1
+        ends = np.cumsum(L)
+        offs = ends - L
+        t = np.arange(int(ends[-1])) + np.repeat(first_t - offs, L)
+        dW = np.repeat(W[mid], L) - W[t]
+        dS = np.repeat(S1[mid], L) - S1[t]
+        val = A[t] - dS * dS / dW
+        mins = np.minimum.reduceat(val, offs)
+        hit = np.flatnonzero(val == np.repeat(mins, L))
+        seg = np.searchsorted(ends, hit, side="right")
+        first = np.ones(hit.size, dtype=bool)
+        first[1:] = seg[1:] != seg[:-1]
+        best = t[hit[first]]
+        D[mid] = mins + S2[mid]
+        opt[mid] = best
+        lm, rm = ilo <= mid - 1, mid + 1 <= ihi
+        ilo, ihi, tlo, thi = (
+            np.concatenate((ilo[lm], mid[rm] + 1)),
+            np.concatenate((mid[lm] - 1, ihi[rm])),
+            np.concatenate((tlo[lm], best[rm])),
+            np.concatenate((best[lm], thi[rm])),
+        )
+    return D, opt
+
+
+def _optimal_partition(y: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    """Globally optimal partition of sorted distinct points ``y`` (weights ``w``) into ``k`` runs.
+
+    Returns
+    -------
+    cuts : ndarray of shape (k + 1,), int64
+        Run ``j`` is ``y[cuts[j]:cuts[j + 1]]``; ``cuts[0] = 0`` and ``cuts[k] = m``.
+    """
+    m = y.size
+    if k >= m:
+        return np.arange(m + 1, dtype=np.int64)
+    if k == 1:
+        return np.array([0, m], dtype=np.int64)
+    d = y - y[m // 2]
+    W = np.concatenate(([0.0], np.cumsum(w)))
+    S1 = np.concatenate(([0.0], np.cumsum(w * d)))
+    S2 = np.concatenate(([0.0], np.cumsum(w * d * d)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        D = S2 - S1 * S1 / W  # one run: cost of the first i points
+    D[0] = 0.0
+    opts = np.zeros((k + 1, m + 1), dtype=np.int32)
+    for j in range(2, k):  # D[i]: best cost of the first i points in j runs
+        D, opts[j] = _dp_row(D - S2, S1, W, S2, j, m - (k - j), j - 1, opts[j - 1])
+    t = np.arange(max(k - 1, int(opts[k - 1, m - 1])), m)  # last row: only i = m is needed
+    val = (D - S2)[t] - (S1[m] - S1[t]) ** 2 / (W[m] - W[t])
+    opts[k, m] = t[int(np.argmin(val))]
+    cuts = np.empty(k + 1, dtype=np.int64)
+    cuts[k], i = m, m
+    for j in range(k, 1, -1):
+        i = int(opts[j, i])
+        cuts[j - 1] = i
+    cuts[0] = 0
+    return cuts
+
+
+def _run_means(y: np.ndarray, w: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted means of the runs ``y[cuts[j]:cuts[j+1]]`` and their SSE, computed directly."""
+    sizes = np.diff(cuts)
+    seg = np.repeat(np.arange(sizes.size), sizes)
+    wsum = np.bincount(seg, weights=w, minlength=sizes.size)
+    centres = np.bincount(seg, weights=w * y, minlength=sizes.size) / wsum
+    d = y - centres[seg]
+    return centres, float(np.sum(w * d * d))
+
+
+def _dp_init(data: _SortedData, k: int, n_distinct: int, limit: int, bins: int):
+    """Centroids from the dynamic programme, on the distinct values or on a histogram.
+
+    Returns
+    -------
+    centroids : ndarray of shape (<= k,)
+    method : {"exact", "histogram"}
+    n_bins : int or None
+    lower_bound : float
+        The optimum itself (``"exact"``), or the certified bound of :class:`KMeans1D`'s Notes.
+    """
+    if n_distinct <= limit:
+        starts = data.distinct_starts()
+        pos = np.concatenate((starts, [data.n]))
+        y = data.s[starts].astype(np.float64)
+        wy = np.diff(pos).astype(np.float64) if data.w is None else np.diff(data.prefix(pos)[0])
+        method, n_bins = "exact", None
+    else:
+        edges = data.lo + (data.hi - data.lo) * (np.arange(1, bins) / bins)
+        pos = np.concatenate(([0], data.locate(edges), [data.n]))
+        keep = np.diff(pos) > 0
+        p0, p1, _ = data.prefix(pos)
+        wy = np.diff(p0)[keep]
+        y = data.shift + np.diff(p1)[keep] / wy
+        pos = np.concatenate((pos[:-1][keep], [data.n]))
+        method, n_bins = "histogram", int(bins)
+    kk = min(k, y.size)
+    if kk * (y.size + 1) > _MAX_DP_CELLS:
+        raise ValueError(
+            f"method='exact' would need a {kk} x {y.size} table (over 1 GiB); pass a smaller "
+            f"n_bins, fewer n_clusters, or method='lloyd'"
+        )
+    cuts = _optimal_partition(y, wy, kk)
+    centres, opt_y = _run_means(y, wy, cuts)
+    if method == "exact":
+        return centres, method, n_bins, opt_y
+    delta = math.sqrt(max(data.sse(pos, y), 0.0))  # distance of the data to the bin means
+    return centres, method, n_bins, max(0.0, math.sqrt(opt_y) - delta) ** 2
+
+
+# --------------------------------------------------------------------------------------------
+# labelling
+# --------------------------------------------------------------------------------------------
+
+
+def _assign(x: np.ndarray, c: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Index of the nearest centroid for every value of ``x`` (ties go to the upper one).
+
+    ``label = #{boundaries <= x}`` with boundaries at the midpoints of ``c``, computed exactly but
+    without a binary search per value: a uniform grid over the boundaries' range maps each value
+    to a cell; a table gives the count of boundaries below the cell and the (at most a few)
+    boundaries inside it, which are compared directly. Work dtype is the data's own (float32
+    stays float32); memory is ``O(chunk)`` besides the output.
+    """
+    n = x.size
+    out = np.zeros(n, dtype=dtype)
+    k = c.size
+    if k == 1 or n == 0:
+        return out
+    work = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    b = _ceil_cast(0.5 * (c[:-1] + c[1:]), work)
+    bf = b.astype(np.float64)
+    lo, span = bf[0], bf[-1] - bf[0]
+    table = None
+    if k > 2 and span > 0:
+        G = int(min(1 << 20, max(1024, 1 << int(16 * (k - 1) - 1).bit_length())))
+        while True:
+            width = span / G
+            cells = np.arange(G, dtype=np.float64)
+            base = np.searchsorted(bf, lo + (cells - 0.5) * width, side="right")
+            cnt = np.searchsorted(bf, lo + (cells + 1.5) * width, side="right") - base
+            r = int(cnt.max())
+            if r <= 4 or G >= 1 << 20:
+                break
+            G = min(G * 4, 1 << 20)
+        if r <= 8 and G / span < np.finfo(work).max:
+            inner = np.full((r, G), np.inf, dtype=work)
+            for q in range(r):
+                ok = cnt > q
+                inner[q, ok] = b[base[ok] + q]
+            table = (G, base.astype(dtype), inner, work.type(lo), work.type(G / span))
+    for s0 in range(0, n, _LABEL_CHUNK):
+        xc = x[s0 : s0 + _LABEL_CHUNK]
+        if xc.dtype != work:
+            xc = xc.astype(work)
+        if table is None:
+            out[s0 : s0 + xc.size] = np.searchsorted(b, xc, side="right")
+            continue
+        G, base, inner, lo_w, scale = table
+        t = xc - lo_w
+        t *= scale
+        np.clip(t, 0, G - 1, out=t)
+        cell = t.astype(np.intp)
+        o = base[cell]
+        for q in range(inner.shape[0]):
+            o += xc >= inner[q][cell]
+        out[s0 : s0 + xc.size] = o
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the estimator
+# --------------------------------------------------------------------------------------------
+
+
+class KMeans1D:
+    """k-means clustering of scalar values (for example the weights of one layer).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters ``k`` (the codebook size; ``2**bits``). At most the number of distinct
+        values is used (see ``n_clusters_``).
+    init : {"linear", "density", "random", "k-means++"} or array-like of shape (n_clusters,), \
+default="linear"
+        Initial centroids for ``method="lloyd"`` (ignored by ``"exact"``):
+
+        - ``"linear"``: evenly spaced between the minimum and maximum value, which the Deep
+          Compression paper found best for accuracy (large weights keep their own centroids);
+        - ``"density"``: evenly spaced on the (weighted) empirical CDF, i.e. the quantiles
+          ``(i + 1/2) / k``;
+        - ``"random"``: Forgy, ``k`` distinct data values drawn at random (with probability
+          proportional to ``sample_weight``), seeded by ``random_state``;
+        - ``"k-means++"``: Arthur and Vassilvitskii's D² sampling, exact, seeded by
+          ``random_state``; on sorted data each draw costs ``O(k + log n)`` block look-ups;
+        - an array: the initial centroids themselves.
+    method : {"lloyd", "exact", "auto"}, default="lloyd"
+        - ``"lloyd"``: Lloyd iterations on the sorted values. The data are sorted once (one
+          copy, ``O(n log n)``); every iteration then costs ``O(k log n)``: the cluster
+          boundaries are the midpoints of consecutive centroids, binary searches find them in the
+          sorted data and block prefix sums give each cluster's weight and mean. Converges to a
+          local optimum.
+        - ``"exact"``: the globally optimal clustering by dynamic programming over the ``m``
+          distinct values with their counts (weights folded in), as in Ckmeans.1d.dp. The split
+          point is monotone, so each of the ``k`` rows is solved by divide and conquer in
+          ``O(m log m)`` vectorised numpy work; ``O(k m)`` int32 memory for backtracking.
+          The result is exact when ``m <= n_bins`` (``MAX_EXACT_UNIQUE = 65536`` when ``n_bins``
+          is None), up to floating-point rounding of the prefix-sum costs (ties that differ in the
+          last few bits may be broken either way). With more distinct values the programme runs on
+          a histogram (see ``n_bins``) and is then *not* guaranteed optimal, only close: see Notes.
+          In both cases Lloyd iterations on the real data (``tol`` ignored: up to ``max_iter``
+          iterations, until the partition stops changing) finish the job; they never increase
+          the SSE.
+        - ``"auto"``: ``"exact"`` when the programme is cheap, that is when
+          ``k * m * log2(m) <= 2**25`` (about half a second) with ``m`` the number of distinct
+          values or of histogram bins; ``"lloyd"`` otherwise. ``method_`` tells which ran.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations.
+    tol : float, default=1e-6
+        For ``method="lloyd"``: Lloyd stops when no centroid moved by more than ``tol * (max(X) - min(X))``, or earlier
+        when the partition no longer changes (an exact fixed point). ``tol=0`` asks for the exact
+        fixed point (or ``max_iter``).
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed for the ``"random"`` and ``"k-means++"`` initialisations.
+    n_bins : int or None, default=None
+        For ``method="exact"`` / ``"auto"``: run the programme on the distinct values when there
+        are at most ``n_bins`` of them, else on a histogram of ``n_bins`` equal-width bins over
+        ``[min(X), max(X)]`` (each non-empty bin is one point at its mean with its total weight).
+        None means ``MAX_EXACT_UNIQUE`` distinct values, else ``DEFAULT_N_BINS`` bins. Ignored by
+        ``method="lloyd"``.
+
+    Attributes
+    ----------
+    centroids_ : ndarray of shape (n_clusters_,), float64
+        Sorted ascending, distinct.
+    labels_ : ndarray of shape (n,), smallest unsigned integer dtype holding ``n_clusters - 1``
+        Index of the nearest centroid of every value of the flattened ``X`` (uint8 up to 256
+        clusters). ``labels_`` always equals ``predict(X)``.
+    inertia_ : float
+        Sum of squared distances of the values to their centroids (weighted by
+        ``sample_weight``), computed directly in float64, not from prefix sums.
+    n_iter_ : int
+        Lloyd iterations run (for ``"exact"``: the polishing iterations, usually 1).
+    n_clusters_ : int
+        Clusters found: ``min(n_clusters, number of distinct values of X)`` (values of zero
+        weight do not count).
+    converged_ : bool
+        Whether Lloyd stopped by ``tol`` or at an exact fixed point rather than at ``max_iter``.
+    method_ : {"lloyd", "exact", "histogram"}
+        What ran: ``"histogram"`` is ``"exact"`` on a histogram.
+    n_bins_ : int or None
+        Histogram bins used by ``method_ == "histogram"``.
+    inertia_lower_bound_ : float or None
+        A certified lower bound on the optimal SSE, from the dynamic programme: equal to it when
+        exact (``method_ == "exact"``), the bound of the Notes for ``"histogram"``, None for
+        ``"lloyd"``.
+
+    Notes
+    -----
+    **Fixed point.** On return every value is assigned to its nearest centroid (a value exactly
+    on a midpoint goes to the upper centroid). When the partition stopped changing, each centroid
+    is also exactly the (weighted) mean of its cluster, a true Lloyd fixed point; when Lloyd
+    stopped by ``tol`` the centroids are the means of the previous iteration's clusters, so they
+    differ from their cluster means by about ``tol * (max - min)`` at most.
+
+    **Empty clusters.** A cluster can run empty (two centroids with no value between their
+    midpoints, a heavy tail under ``"linear"``, repeated initial centroids). It is never left
+    dead: in the update step, while fewer than ``k`` clusters hold values, the cluster with the
+    largest SSE is split at its mean into two clusters (the values below it, and the rest). This
+    is the 1-D counterpart of scikit-learn's relocation to far points; each split lowers the SSE,
+    so the SSE never increases along the iterations. Only when fewer than ``k`` distinct values
+    exist do fewer clusters remain, and ``n_clusters_`` says so.
+
+    **Histogram bound.** Let ``y_i`` be the mean of the bin of ``x_i``, so
+    ``|x_i - y_i| <= h`` for bin width ``h``, and
+    ``delta**2 = sum w_i (x_i - y_i)**2 <= n h**2 / 4``. For any centroids ``C`` the root SSE
+    ``sqrt(F(C))`` is the weighted distance from the data vector to the set ``C**n``, which is
+    1-Lipschitz in the data, so ``|sqrt(F_x(C)) - sqrt(F_y(C))| <= delta``. The programme finds
+    the optimum ``OPT_y`` of the binned data exactly, hence::
+
+        sqrt(inertia_) <= sqrt(OPT_y) + delta <= sqrt(OPT_x) + 2 delta <= sqrt(OPT_x) + sqrt(n) h
+
+    and ``OPT_x >= (sqrt(OPT_y) - delta)**2``, which is stored as ``inertia_lower_bound_``
+    (``delta`` is measured, not estimated). In practice the final Lloyd iterations on the real
+    data close most of the remaining gap.
+
+    **Cost and memory.** ``X`` is flattened (a view when contiguous) and not copied to float64;
+    float32 data stay float32. Besides the input, fitting holds one sorted copy
+    (``n * itemsize`` bytes), the labels (``n`` bytes for ``k <= 256``), block prefix sums
+    (``24 n / 64`` bytes) and chunk-sized temporaries; with ``sample_weight`` it also needs a
+    sort permutation (``8 n`` bytes, transient) and the sorted weights. Labels are computed
+    without a binary search per value, by a lookup table over a grid of the boundaries.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init="linear",
+        method: str = "lloyd",
+        max_iter: int = 300,
+        tol: float = 1e-6,
+        random_state=None,
+        n_bins: int | None = None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.method = method
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.n_bins = n_bins
+
+    def __repr__(self) -> str:
+        defaults = {
+            "init": "linear",
+            "method": "lloyd",
+            "max_iter": 300,
+            "tol": 1e-6,
+            "random_state": None,
+            "n_bins": None,
+        }
+        parts = [repr(self.n_clusters)]
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray) or value != default:
+                parts.append(f"{name}={value!r}")
+        return f"KMeans1D({', '.join(parts)})"
+
+    # -- parameter checks ------------------------------------------------------------------
+    def _check_params(self):
+        k = self.n_clusters
+        if not _is_int(k) or k < 1:
+            raise ValueError(
+                f"n_clusters must be an integer >= 1, got {k!r}; pass n_clusters=1 or more"
+            )
+        if isinstance(self.method, str) and self.method in _METHODS:
+            method = self.method
+        else:
+            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if (
+            not isinstance(self.tol, numbers.Real)
+            or isinstance(self.tol, bool)
+            or not math.isfinite(self.tol)
+            or self.tol < 0
+        ):
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        if self.n_bins is not None and (not _is_int(self.n_bins) or self.n_bins < 2):
+            raise ValueError(
+                f"n_bins must be None or an integer >= 2, got {self.n_bins!r}; "
+                f"pass n_bins=None for the automatic choice"
+            )
+        init = self.init
+        if isinstance(init, str):
+            if init not in _INITS:
+                raise ValueError(
+                    f"init must be one of {_INITS} or an array of {k} initial centroids, "
+                    f"got {init!r}"
+                )
+            init_array = None
+        else:
+            try:
+                init_array = np.asarray(init, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"init must be one of {_INITS} or an array of {k} initial centroids: {exc}"
+                ) from exc
+            if init_array.shape != (k,):
+                raise ValueError(
+                    f"init array has shape {init_array.shape} but n_clusters={k}; pass an array "
+                    f"of shape ({k},) or change n_clusters"
+                )
+            if not np.all(np.isfinite(init_array)):
+                raise ValueError(
+                    "init array contains NaN or infinite values; pass finite centroids"
+                )
+        return k, method, init_array
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, X, sample_weight=None) -> KMeans1D:
+        """Cluster the values of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of any shape, n values in all
+            Values to cluster; flattened in C order. float32 and float64 are used as they are,
+            other numeric dtypes are converted to float64.
+        sample_weight : array-like of shape X.shape or (n,), or None
+            Non-negative weight of every value (None: all 1). Fitting with integer weights is the
+            same as fitting each value repeated that many times.
+
+        Returns
+        -------
+        self : KMeans1D
+        """
+        k, method, init_array = self._check_params()
+        x = _as_float_1d(X)
+        w = _check_sample_weight(sample_weight, np.shape(X), x.size)
+        rng = _check_random_state(self.random_state)
+        label_dtype = _label_dtype(k)
+
+        data = _SortedData(x, w)
+        n_distinct = data.count_distinct()
+        n_bins = self.n_bins
+        limit = MAX_EXACT_UNIQUE if n_bins is None else n_bins
+        bins = DEFAULT_N_BINS if n_bins is None else n_bins
+        bins_used, lower_bound = None, None
+
+        if n_distinct <= k:  # every distinct value its own centroid: optimal, SSE 0
+            starts = data.distinct_starts()
+            c = data.s[starts].astype(np.float64)
+            pos = np.concatenate((starts, [data.n]))
+            n_iter, converged = 0, True
+            method_used = "lloyd" if method == "lloyd" else "exact"
+            if method != "lloyd":
+                lower_bound = 0.0
+        else:
+            if method == "auto":
+                m_dp = n_distinct if n_distinct <= limit else bins
+                cost = min(k, m_dp) * m_dp * max(1.0, math.log2(m_dp))
+                method = "exact" if cost <= _AUTO_DP_BUDGET else "lloyd"
+            if method == "lloyd":
+                c0 = init_array if init_array is not None else self._init(data, k, rng)
+                method_used = "lloyd"
+                tol = float(self.tol)
+            else:  # polish the programme's answer to an exact Lloyd fixed point
+                c0, method_used, bins_used, lower_bound = _dp_init(data, k, n_distinct, limit, bins)
+                tol = 0.0
+            c, pos, n_iter, converged = _lloyd(data, c0, k, self.max_iter, tol)
+
+        inertia = 0.0 if c.size == n_distinct else data.sse(pos, c)
+        if method_used == "exact" and lower_bound is not None:
+            lower_bound = min(lower_bound, inertia)  # equal up to rounding
+        del data  # free the sorted copy before the labels are allocated
+        self.labels_ = _assign(x, c, label_dtype)
+        self.centroids_ = c
+        self.n_clusters_ = int(c.size)
+        self.inertia_ = inertia
+        self.inertia_lower_bound_ = lower_bound
+        self.method_ = method_used
+        self.n_bins_ = bins_used
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        self._label_dtype = label_dtype
+        return self
+
+    def _init(self, data: _SortedData, k: int, rng: np.random.Generator) -> np.ndarray:
+        init = self.init
+        if init == "linear":
+            return np.linspace(data.lo, data.hi, k)
+        if init == "density":
+            targets = (np.arange(k) + 0.5) / k * data.total_weight
+            return data.s[data.position_of_weight(targets)].astype(np.float64)
+        if init == "random":
+            found = np.empty(0)
+            for _ in range(16):
+                need = k - found.size
+                if data.w is None and need <= data.n:
+                    idx = rng.choice(data.n, size=need, replace=False)
+                else:
+                    idx = data.position_of_weight(rng.random(need) * data.total_weight)
+                cand = np.concatenate((found, data.s[idx].astype(np.float64)))
+                _, first = np.unique(cand, return_index=True)
+                found = cand[np.sort(first)]
+                if found.size >= k:
+                    break
+            return found[:k]  # fewer only if unlucky: Lloyd refills empty clusters
+        # k-means++
+        first = data.position_of_weight([rng.random() * data.total_weight])[0]
+        centres = [float(data.s[first])]
+        for _ in range(k - 1):
+            c = np.sort(np.asarray(centres))
+            pos = data.partition(c)
+            p0, p1, p2 = data.prefix(pos)
+            cc = c - data.shift
+            mass = np.diff(p2) - 2.0 * cc * np.diff(p1) + cc * cc * np.diff(p0)
+            np.maximum(mass, 0.0, out=mass)
+            mass[np.diff(pos) == 0] = 0.0
+            cum = np.cumsum(mass)
+            if not cum[-1] > 0:
+                break
+            u = rng.random() * cum[-1]
+            j = min(int(np.searchsorted(cum, u, side="right")), c.size - 1)
+            while mass[j] == 0 and j > 0:  # u fell on an empty segment through rounding
+                j -= 1
+            p = data.position_of_sq_mass(int(pos[j]), int(pos[j + 1]), c[j], u - (cum[j] - mass[j]))
+            centres.append(float(data.s[p]))
+        return np.asarray(centres)
+
+    # -- prediction ------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "centroids_"):
+            raise ValueError(
+                "this KMeans1D instance is not fitted yet; call fit(X) before predict(X)"
+            )
+
+    def predict(self, X) -> np.ndarray:
+        """Index of the nearest centroid of every value.
+
+        Parameters
+        ----------
+        X : array-like of any shape, n values in all
+
+        Returns
+        -------
+        labels : ndarray of shape (n,), the dtype of ``labels_``
+            A value exactly halfway between two centroids gets the upper one.
+        """
+        self._check_fitted()
+        x = _as_float_1d(X, allow_empty=True)
+        return _assign(x, self.centroids_, self._label_dtype)
+
+    def fit_predict(self, X, sample_weight=None) -> np.ndarray:
+        """Fit, then return ``labels_``.
+
+        Parameters
+        ----------
+        X : array-like of any shape, n values in all
+        sample_weight : array-like of shape X.shape or (n,), or None
+
+        Returns
+        -------
+        labels : ndarray of shape (n,)
+        """
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+
+def kmeans1d(x, n_clusters: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster the values of ``x``; shorthand for ``KMeans1D(n_clusters, **kwargs).fit(x)``.
+
+    Parameters
+    ----------
+    x : array-like of any shape, n values in all
+    n_clusters : int
+    **kwargs
+        Keyword options of :class:`KMeans1D` (``init``, ``method``, ``sample_weight`` is passed to
+        ``fit``).
+
+    Returns
+    -------
+    centroids : ndarray of shape (n_clusters_,), float64, sorted
+    labels : ndarray of shape (n,), unsigned integers
+    """
+    sample_weight = kwargs.pop("sample_weight", None)
+    km = KMeans1D(n_clusters, **kwargs).fit(x, sample_weight=sample_weight)
+    return km.centroids_, km.labels_
