@@ -8,8 +8,9 @@ folder:
   the per-layer table, weight distributions, wall times and peak memory;
 * ``table.md`` — the per-layer table in the paper's format;
 * ``accuracy_stages.png`` and ``weight_distribution.png``;
-* ``compressed.pt`` — the compressed network as a plain checkpoint (zeros and shared values baked
-  in) for ``netsqueeze pack``; ``trained.pt`` — the network before compression.
+* ``model.nsq`` — the compressed file (sparse indices + Huffman), with its measured sizes in
+  ``results.json``; ``compressed.pt`` — the compressed network as a plain checkpoint (zeros and
+  shared values baked in); ``trained.pt`` — the network before compression.
 
 Every finished stage is saved in ``.state/``; ``resume=True`` continues from the last one, and
 training inside a stage resumes from its last finished epoch.
@@ -35,6 +36,7 @@ from netsqueeze.core.sparse import paper_gap_counts
 from netsqueeze.experiments.recipe import Recipe
 from netsqueeze.models import build
 from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
+from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import layer_kind
 from netsqueeze.nn.prune import prune_, pruning_report, strip_
 from netsqueeze.nn.share import share_report, share_weights_
@@ -194,6 +196,20 @@ def _stage_plan(recipe: Recipe, trained_here: bool) -> list[tuple[str, int]]:
     return plan
 
 
+def _file_summary(report: dict) -> dict:
+    """The parts of :func:`compressed_report` that results.json keeps."""
+    keep = ("kind", "weights", "nonzeros", "kept", "values", "codebook_size", "index_bits",
+            "gap_bits", "gap_field_bits", "bits_per_weight", "huffman_saving", "bytes",
+            "dense_bytes", "ratio", "entropy_bound_bytes", "paper_bytes")
+    return {
+        "path": "model.nsq",
+        "bytes": report["file_bytes"],
+        "totals": report["totals"],
+        "baseline": report["baseline"],
+        "layers": {layer["name"]: {k: layer.get(k) for k in keep} for layer in report["layers"]},
+    }
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -341,10 +357,24 @@ def run_compress(
     }
     s = results["summary"]
     s["estimated_ratio"] = s["dense_bytes"] / s["estimated_bytes"] if s["estimated_bytes"] else 0
+    storage_meta = {"conv_gap_bits": recipe.storage.conv_gap_bits,
+                    "fc_gap_bits": recipe.storage.fc_gap_bits}
     save_checkpoint(stripped, out / "compressed.pt", arch=spec.model,
-                    meta={"storage": {"conv_gap_bits": recipe.storage.conv_gap_bits,
-                                      "fc_gap_bits": recipe.storage.fc_gap_bits},
-                          "recipe": recipe.name, "accuracy": final_acc, "dataset": ds.name})
+                    meta={"storage": storage_meta, "recipe": recipe.name, "accuracy": final_acc,
+                          "dataset": ds.name})
+    t = time.perf_counter()
+    save_compressed(stripped, out / "model.nsq", arch=spec.model,
+                    gap_bits={"conv": storage_meta["conv_gap_bits"],
+                              "fc": storage_meta["fc_gap_bits"]},
+                    meta={"recipe": recipe.name, "dataset": ds.name, "accuracy": final_acc,
+                          "n_test_images": int(ds.n_test), "seed": recipe.train.seed})
+    times["pack"] = time.perf_counter() - t
+    results["file"] = _file_summary(compressed_report(out / "model.nsq", baseline=True))
+    for row in table:
+        layer = results["file"]["layers"].get(row["layer"])
+        if layer is not None:
+            row["file_bytes"] = layer["bytes"]
+            row["file_ratio"] = row["dense_bytes"] / layer["bytes"] if layer["bytes"] else 0.0
     from netsqueeze.experiments.report import compress_table_markdown
 
     if plots:

@@ -75,6 +75,22 @@ def test_compressed_checkpoint_is_a_plain_model_with_the_same_accuracy(reference
     assert np.unique(w[w != 0]).size <= 8
 
 
+def test_the_run_writes_a_real_compressed_file(reference):
+    from netsqueeze.nn.export import load_compressed
+
+    out, res = reference
+    f = res["file"]
+    assert f["bytes"] == (out / "model.nsq").stat().st_size
+    assert f["totals"]["ratio_to_dense"] > 10  # 90 % pruned, 3-bit weights
+    model, _ = load_checkpoint(out / "compressed.pt")
+    loaded = load_compressed(out / "model.nsq")
+    for (n, a), (m, b) in zip(model.state_dict().items(), loaded.state_dict().items(),
+                              strict=True):
+        assert n == m and torch.equal(a, b)
+    assert sum(r["file_bytes"] for r in res["table"]) < f["bytes"]
+    assert "model.nsq:" in (out / "table.md").read_text()
+
+
 def test_interrupted_run_resumes_and_loses_at_most_an_epoch(tmp_path, monkeypatch, reference):
     _, ref = reference
     real_train = pipeline.train
