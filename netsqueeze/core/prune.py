@@ -127,16 +127,35 @@ def std_mask(w, quality: float, *, mask=None) -> np.ndarray:
     return threshold_mask(a, q * std, mask=old)
 
 
+def _magnitudes(a: np.ndarray) -> np.ndarray:
+    """``|a|`` as a new array whose order is that of the exact magnitudes.
+
+    Floats keep their own dtype (``abs`` is exact in it, and a float64 copy of a large float32
+    tensor would double the memory); integers become float64 first, so ``abs`` cannot overflow.
+    """
+    if a.dtype.kind == "f":
+        return np.abs(a)
+    return np.abs(a.astype(np.float64))
+
+
 def _keep_top(scores: np.ndarray, n_keep: int) -> np.ndarray:
-    """Boolean mask keeping the ``n_keep`` largest scores; ties broken by position (stable)."""
+    """Boolean mask keeping the ``n_keep`` largest scores; ties at the cut keep the lower index.
+
+    The same mask as a stable descending sort, found by selection (``np.partition``, linear
+    time) instead of sorting every score: the ``n_keep``-th largest score is the cut, everything
+    above it is kept, and the first positions holding the cut value fill up to ``n_keep``.
+    """
     flat = scores.reshape(-1)
-    keep = np.zeros(flat.shape, dtype=bool)
     if n_keep >= flat.size:
-        keep[:] = True
-    elif n_keep > 0:
-        # stable descending order: sort by -score, ties keep the lower index
-        order = np.argsort(-flat, kind="stable")
-        keep[order[:n_keep]] = True
+        return np.ones(scores.shape, dtype=bool)
+    if n_keep <= 0:
+        return np.zeros(scores.shape, dtype=bool)
+    kth = flat.size - n_keep
+    cut = np.partition(flat, kth)[kth]
+    keep = flat > cut
+    short = n_keep - int(np.count_nonzero(keep))
+    if short > 0:
+        keep[np.flatnonzero(flat == cut)[:short]] = True
     return keep.reshape(scores.shape)
 
 
@@ -166,7 +185,7 @@ def sparsity_mask(w, sparsity: float, *, mask=None) -> np.ndarray:
     a = _as_float_array(w)
     s = _check_fraction(sparsity, "sparsity")
     old = _check_old_mask(mask, a.shape)
-    scores = np.abs(a).astype(np.float64)
+    scores = _magnitudes(a)
     if old is not None:
         scores[~old] = -1.0  # already pruned: below every live weight
     n_keep = a.size - round(s * a.size)
@@ -205,13 +224,14 @@ def global_sparsity_masks(
         raise ValueError(f"masks given for unknown tensors: {sorted(unknown)}")
     arrays = [_as_float_array(weights[n], name=n) for n in names]
     olds = [_check_old_mask(masks.get(n), a.shape) for n, a in zip(names, arrays, strict=True)]
-    scores = []
+    scores = [_magnitudes(a).reshape(-1) for a in arrays]
+    flat = np.concatenate(scores, dtype=np.result_type(*scores))  # exact in the widest dtype
+    del scores
+    start = 0
     for a, old in zip(arrays, olds, strict=True):
-        sc = np.abs(a).astype(np.float64).reshape(-1)
         if old is not None:
-            sc[~old.reshape(-1)] = -1.0
-        scores.append(sc)
-    flat = np.concatenate(scores)
+            flat[start : start + a.size][~old.reshape(-1)] = -1.0
+        start += a.size
     n_keep = flat.size - round(s * flat.size)
     n_keep = min(n_keep, int(np.count_nonzero(flat >= 0)))
     keep = _keep_top(flat, n_keep)
