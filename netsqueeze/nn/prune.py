@@ -372,6 +372,23 @@ _PRUNED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 _step_hook_handle = None
 
 
+_KEEP_CACHE = "_netsqueeze_keep"
+
+
+def _keep_factor(module: nn.Module, mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The mask as 1.0 / 0.0 in ``like``'s dtype and device, cached until the mask changes.
+
+    Every training step masks the gradient and the weight; a multiplication by a float mask is
+    several times faster on the CPU than ``masked_fill`` with a boolean one.
+    """
+    key = (id(mask), mask.data_ptr(), mask._version, like.dtype, str(like.device))
+    cached = module.__dict__.get(_KEEP_CACHE)
+    if cached is None or cached[0] != key:
+        cached = (key, mask.to(device=like.device, dtype=like.dtype))
+        module.__dict__[_KEEP_CACHE] = cached
+    return cached[1]
+
+
 def _after_optimizer_step(optimizer, args, kwargs) -> None:
     """Global optimizer step post-hook: re-zero the pruned weights this optimizer holds."""
     if not _PRUNED:
@@ -382,7 +399,8 @@ def _after_optimizer_step(optimizer, args, kwargs) -> None:
             w = module._parameters.get("weight")
             mask = module._buffers.get(MASK_BUFFER)
             if w is not None and mask is not None and id(w) in held and mask.shape == w.shape:
-                w.masked_fill_(~mask, 0.0)
+                # x * 0 keeps the sign of x; adding +0.0 turns -0.0 into +0.0 (all-zero bits)
+                w.mul_(_keep_factor(module, mask, w)).add_(0.0)
 
 
 def _ensure_step_hook() -> None:
@@ -411,7 +429,7 @@ class _GradMask:
         mask = None if module is None else module._buffers.get(MASK_BUFFER)
         if mask is None or mask.shape != grad.shape:
             return None
-        return grad.masked_fill(~mask.to(grad.device), 0.0)
+        return grad * _keep_factor(module, mask, grad)
 
 
 class _PruneKeeper:
@@ -523,6 +541,7 @@ def _detach_pruning(module: nn.Module, *, zero: bool = True) -> torch.Tensor | N
     for k in [k for k, h in module._load_state_dict_post_hooks.items() if h is _mask_after_load]:
         del module._load_state_dict_post_hooks[k]
     module._buffers.pop(MASK_BUFFER, None)
+    module.__dict__.pop(_KEEP_CACHE, None)
     _PRUNED.discard(module)
     _release_step_hook_if_unused()
     return mask
