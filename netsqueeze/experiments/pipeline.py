@@ -19,9 +19,7 @@ training inside a stage resumes from its last finished epoch.
 from __future__ import annotations
 
 import copy
-import json
 import resource
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from torch import nn
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.core.sparse import paper_gap_counts
 from netsqueeze.experiments.recipe import Recipe
+from netsqueeze.experiments.state import RunState
 from netsqueeze.models import build
 from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
 from netsqueeze.nn.export import compressed_report, save_compressed
@@ -147,44 +146,6 @@ def layer_table(model: nn.Module, recipe: Recipe) -> list[dict]:
     return rows
 
 
-class _State:
-    """Finished stages of one run, saved in ``out/.state`` after each stage."""
-
-    def __init__(self, out: Path, fingerprint: dict, resume: bool):
-        self.dir = out / ".state"
-        self.file = self.dir / "progress.json"
-        self.data = {"fingerprint": fingerprint, "stages": [], "distributions": {}}
-        if resume and self.file.exists():
-            old = json.loads(self.file.read_text())
-            if old.get("fingerprint") != fingerprint:
-                raise ValueError(
-                    f"{self.file} belongs to a run with another recipe, model or data; rerun "
-                    "without --resume to start over"
-                )
-            self.data = old
-        elif self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def done(self) -> int:
-        return len(self.data["stages"])
-
-    def model_file(self) -> Path:
-        return self.dir / "model.pt"
-
-    def train_checkpoint(self, i: int) -> Path:
-        return self.dir / f"train-{i}.pt"
-
-    def finish(self, record: dict, model: nn.Module) -> None:
-        save_state(model, self.model_file())  # the whole module, masks and codebooks included
-        self.data["stages"].append(record)
-        atomic_write_json(self.file, self.data)
-
-    def load_model(self, device) -> nn.Module:
-        return torch.load(self.model_file(), map_location=device, weights_only=False)
-
-
 def _stage_plan(recipe: Recipe, trained_here: bool) -> list[tuple[str, int]]:
     plan = [("train" if trained_here else "load", 0)]
     if recipe.prune is not None:
@@ -257,23 +218,24 @@ def run_compress(
         )
     fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
                    "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
-    state = _State(out, fingerprint, resume)
+    state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}})
     model.to(device)
     x_test = to_tensor(ds.x_test, device)
     y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=device)
     plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
 
-    if state.done:
-        model = state.load_model(device)
-        log(f"resuming after stage {state.done} of {len(plan)} "
+    done = len(state.data["stages"])
+    if done:
+        model = torch.load(state.path("model.pt"), map_location=device, weights_only=False)
+        log(f"resuming after stage {done} of {len(plan)} "
             f"({state.data['stages'][-1]['stage']})")
     ranges: dict = state.data.get("ranges", {})
 
-    for i in range(state.done, len(plan)):
+    for i in range(done, len(plan)):
         kind, step = plan[i]
         t0 = time.perf_counter()
         record: dict = {"stage": kind if not step else f"{kind} {step}/{recipe.prune.steps}"}
-        ckpt = state.train_checkpoint(i)
+        ckpt = state.path(f"train-{i}.pt")
         if kind == "train":
             tl = train(model, ds.x_train, ds.y_train, recipe.train, device=device,
                        progress=progress, desc="train", checkpoint=ckpt)
@@ -283,7 +245,7 @@ def run_compress(
             prune_(model, cfg)
             record["target"] = cfg.to_dict()
             record["accuracy_before_retrain"] = evaluate(model, x_test, y_test)
-            rt = recipe.prune.retrain
+            rt = recipe.prune.retrain_for(step)
             if rt.iterations > 0:
                 tl = train(model, ds.x_train, ds.y_train, rt, device=device, progress=progress,
                            desc=f"retrain {step}/{recipe.prune.steps}", checkpoint=ckpt)
@@ -319,7 +281,8 @@ def run_compress(
             f"{100 * record['kept']:.1f} % of weights kept, "
             f"{record['distinct_nonzero']:,} distinct non-zero values "
             f"[{record['seconds']:.0f} s]")
-        state.finish(record, model)
+        save_state(model, state.path("model.pt"))  # the whole module: masks, codebooks
+        state.append("stages", record)
 
     stages = state.data["stages"]
     times["stages"] = float(sum(s["seconds"] for s in stages))
@@ -387,5 +350,5 @@ def run_compress(
     results["peak_rss_mb"] = _peak_rss_mb()
     atomic_write_text(out / "table.md", compress_table_markdown(results))
     atomic_write_json(out / "results.json", results)
-    shutil.rmtree(state.dir, ignore_errors=True)
+    state.clear()
     return results

@@ -15,9 +15,7 @@ from the last finished epoch and sweep point.
 
 from __future__ import annotations
 
-import json
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +29,7 @@ import netsqueeze
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.experiments import sweeps
 from netsqueeze.experiments.report import zero_weights_summary
+from netsqueeze.experiments.state import RunState
 from netsqueeze.models import build, count_weights
 from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.nn.modules import compressible_layers
@@ -140,44 +139,6 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
     return out
 
 
-class _State:
-    """Progress of one run, in ``out_dir/.state`` (written atomically after each step)."""
-
-    def __init__(self, out_dir: Path, fingerprint: dict, resume: bool):
-        self.dir = out_dir / ".state"
-        self.file = self.dir / "progress.json"
-        self.fingerprint = fingerprint
-        self.data = {"fingerprint": fingerprint, "threshold": [], "cluster": []}
-        if resume and self.file.exists():
-            old = json.loads(self.file.read_text())
-            if old.get("fingerprint") != fingerprint:
-                raise ValueError(
-                    f"{self.file} belongs to a run with other settings; rerun without --resume "
-                    "to start over, or with the settings of that run"
-                )
-            self.data = old
-        elif self.dir.exists():
-            shutil.rmtree(self.dir)
-
-    @property
-    def trained(self) -> Path:
-        return self.dir / "trained.pt"
-
-    @property
-    def train_checkpoint(self) -> Path:
-        return self.dir / "train-checkpoint.pt"
-
-    def add(self, key: str, point: dict) -> None:
-        self.data[key].append(point)
-        self.save()
-
-    def save(self) -> None:
-        atomic_write_json(self.file, self.data)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def run_zero_weights(
     spec: ZeroWeightsSpec,
     out_dir: str | Path,
@@ -235,19 +196,19 @@ def run_zero_weights(
     device = resolve_device(spec.device)
     fingerprint = {"spec": spec.to_dict(), "dataset": ds.name, "source": ds.source,
                    "n_train": len(ds.y_train), "n_test": len(ds.y_test)}
-    state = _State(out, fingerprint, resume)
+    state = RunState(out, fingerprint, resume, {"threshold": [], "cluster": []})
 
     t = time.perf_counter()
-    if state.trained.exists():
-        model.load_state_dict(torch.load(state.trained, map_location="cpu", weights_only=True))
+    if state.path("trained.pt").exists():
+        model.load_state_dict(torch.load(state.path("trained.pt"), map_location="cpu", weights_only=True))
         model.to(device)
         train_log = state.data.get("train_log", {})
         log("train: reusing the model trained by the interrupted run")
     else:
         tl = train(model, ds.x_train, ds.y_train, spec.train, device=device, progress=progress,
-                   desc="train", checkpoint=state.train_checkpoint)
+                   desc="train", checkpoint=state.path("train-checkpoint.pt"))
         train_log = tl.to_dict()
-        save_state(model.state_dict(), state.trained)
+        save_state(model.state_dict(), state.path("trained.pt"))
         state.data["train_log"] = train_log
         state.save()
     times["train"] = time.perf_counter() - t
@@ -264,7 +225,7 @@ def run_zero_weights(
     thr = sweeps.threshold_sweep(
         model, x_test, y_test, spec.thresholds(), include_bias=spec.include_bias,
         progress=progress, done=state.data["threshold"],
-        on_point=lambda i, p: state.add("threshold", p),
+        on_point=lambda i, p: state.append("threshold", p),
     )
     times["threshold_sweep"] = time.perf_counter() - t
 
@@ -272,7 +233,7 @@ def run_zero_weights(
     clu = sweeps.cluster_sweep(
         model, x_test, y_test, spec.schedule(), bias_clusters=spec.bias_clusters,
         init=spec.kmeans_init, method=spec.kmeans_method, progress=progress,
-        done=state.data["cluster"], on_point=lambda i, p: state.add("cluster", p),
+        done=state.data["cluster"], on_point=lambda i, p: state.append("cluster", p),
     )
     times["cluster_sweep"] = time.perf_counter() - t
 
