@@ -50,35 +50,16 @@ def load_source(src: str | Path, model_name: str | None):
         Missing file, unknown or missing architecture, not a checkpoint, tensors that do not
         fit the architecture.
     """
-    import torch
-
     from netsqueeze.errors import FormatError
     from netsqueeze.models import MODELS, build
-    from netsqueeze.models.checkpoint import FORMAT
+    from netsqueeze.models.checkpoint import read_checkpoint
     from netsqueeze.nn.export import plain_state_dict
 
     path = checkpoint_path(src)
     if model_name is not None and model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of: {', '.join(MODELS)}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
-        raise FormatError(
-            f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); give "
-            "a file written by netsqueeze or by torch.save(model.state_dict())"
-        ) from None
-    meta: dict = {}
-    arch = model_name
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        state = obj.get("state_dict")
-        meta = dict(obj.get("meta") or {})
-        arch = arch or obj.get("arch")
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state = obj
-    else:
-        raise FormatError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
-    if not isinstance(state, dict):
-        raise FormatError(f"{path}: its state_dict is a {type(state).__name__}, not a dict")
+    state, saved_arch, meta = read_checkpoint(path)
+    arch = model_name or saved_arch
     if arch is None:
         raise ValueError(
             f"{path} does not say which network it holds: give --model ({', '.join(MODELS)})"

@@ -16,7 +16,7 @@ from torch import nn
 from netsqueeze.errors import FormatError
 from netsqueeze.models import MODELS, build
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
 FORMAT = "netsqueeze-checkpoint"
 
@@ -29,6 +29,40 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str | No
     save_state({"format": FORMAT, "arch": arch, "state_dict": model.state_dict(),
                 "meta": dict(meta or {})}, path)
     return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> tuple[dict, str | None, dict]:
+    """Read a checkpoint file without building a network: ``(state_dict, arch, meta)``.
+
+    ``arch`` is the architecture a netsqueeze checkpoint names (None for a plain state_dict).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    FormatError
+        Not a checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
+        raise FormatError(
+            f"{p}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); give a file "
+            "written by netsqueeze or by torch.save(model.state_dict())"
+        ) from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        state, arch, meta = obj.get("state_dict"), obj.get("arch"), dict(obj.get("meta") or {})
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state, arch, meta = obj, None, {}
+    else:
+        raise FormatError(f"{p}: holds a {type(obj).__name__}, not a state_dict")
+    if not isinstance(state, dict):
+        raise FormatError(f"{p}: its state_dict is a {type(state).__name__}, not a dict")
+    return state, arch, meta
 
 
 def load_checkpoint(
@@ -47,26 +81,11 @@ def load_checkpoint(
         The architecture is unknown or not given for a plain ``state_dict``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such checkpoint file")
-    try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
-        raise FormatError(
-            f"{p}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); give a file "
-            "written by netsqueeze or by torch.save(model.state_dict())"
-        ) from None
-    meta: dict = {}
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        state = obj["state_dict"]
-        meta = dict(obj.get("meta") or {})
-        if arch is None and model is None:
-            arch = obj.get("arch")
-        meta["arch"] = obj.get("arch")
-    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state = obj
-    else:
-        raise FormatError(f"{p}: holds a {type(obj).__name__}, not a state_dict")
+    state, saved_arch, meta = read_checkpoint(p, map_location)
+    if saved_arch is not None:
+        meta["arch"] = saved_arch
+    if arch is None and model is None:
+        arch = saved_arch
     if model is None:
         if arch is None:
             raise ValueError(
