@@ -19,6 +19,9 @@ A recipe has up to five sections; leave one out to skip that stage (a recipe wit
     [prune.retrain]         # after each round; TrainConfig fields, lr defaults to train.lr / 10
     iterations = 1200
 
+    [prune.final_retrain]   # optional: the last round's retraining (defaults to [prune.retrain])
+    iterations = 6000
+
     [share]                 # k-means weight sharing: 2**bits shared values per layer
     conv_bits = 8
     fc_bits = 5
@@ -53,7 +56,7 @@ __all__ = ["BUILTIN_RECIPES", "PruneStage", "Recipe", "StorageConfig", "load_rec
 BUILTIN_RECIPES = ("lenet-300-100", "lenet5", "notebook-cnn")
 _TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 _PRUNE_KEYS = {"sparsity", "quality", "threshold", "scope", "steps", "schedule", "initial",
-               "retrain"}
+               "retrain", "final_retrain"}
 _TOP_KEYS = {"name", "description", "train", "prune", "share", "finetune", "storage"}
 
 
@@ -94,6 +97,13 @@ class PruneStage:
     schedule: str = "cubic"
     initial: float = 0.0
     retrain: TrainConfig = field(default_factory=TrainConfig)
+    final_retrain: TrainConfig | None = None
+
+    def retrain_for(self, step: int) -> TrainConfig:
+        """The retraining after round ``step`` (1-based): the last round may have its own."""
+        if step == self.steps and self.final_retrain is not None:
+            return self.final_retrain
+        return self.retrain
 
     def config_for(self, step: int) -> PruneConfig:
         """The PruneConfig of round ``step`` (1-based)."""
@@ -112,11 +122,15 @@ class PruneStage:
             SparsitySchedule(final=self.config.sparsity, steps=self.steps, initial=self.initial,
                              kind=self.schedule, scope=self.config.scope).validate()
         self.retrain.validate()
+        if self.final_retrain is not None:
+            self.final_retrain.validate()
         return self
 
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "steps": self.steps, "schedule": self.schedule,
-                "initial": self.initial, "retrain": self.retrain.to_dict()}
+                "initial": self.initial, "retrain": self.retrain.to_dict(),
+                "final_retrain": None if self.final_retrain is None
+                else self.final_retrain.to_dict()}
 
 
 @dataclass
@@ -195,12 +209,17 @@ def parse_recipe(data: dict, src: str = "<recipe>") -> Recipe:
         p = dict(data["prune"])
         _check_keys("prune", p, _PRUNE_KEYS, src)
         retrain = _train_config(p.pop("retrain", {}), "prune.retrain", src, _derived(train))
+        final_retrain = None
+        if "final_retrain" in p:
+            final_retrain = _train_config(p.pop("final_retrain"), "prune.final_retrain", src,
+                                          retrain)
         try:
             cfg = PruneConfig(
                 sparsity=p.pop("sparsity", None), quality=p.pop("quality", None),
                 threshold=p.pop("threshold", None), scope=p.pop("scope", "layer"),
             )
-            prune = PruneStage(config=cfg, retrain=retrain, **p).validate()
+            prune = PruneStage(config=cfg, retrain=retrain, final_retrain=final_retrain,
+                               **p).validate()
         except (TypeError, ValueError) as exc:
             raise RecipeError(f"{src}: [prune] {exc}") from None
     share = None

@@ -7,7 +7,23 @@ from netsqueeze.experiments.recipe import BUILTIN_RECIPES, RecipeError, load_rec
 def test_builtin_recipes_load(name):
     r = load_recipe(name)
     assert r.prune is not None and r.share is not None
-    assert r.prune.retrain.lr == pytest.approx(r.train.lr / 10)  # the paper's retraining rate
+    assert r.prune.retrain_for(r.prune.steps).iterations >= r.prune.retrain.iterations
+
+
+def test_retraining_defaults_to_a_tenth_of_the_training_rate():
+    r = parse_recipe({"train": {"lr": 0.01}, "prune": {"sparsity": 0.5, "steps": 2},
+                      "share": {}, "finetune": {}})
+    assert r.prune.retrain.lr == pytest.approx(0.001)  # the paper's retraining rate
+    assert r.finetune.lr == pytest.approx(0.001)
+    assert r.prune.retrain_for(2) is r.prune.retrain
+
+
+def test_final_retrain_inherits_from_retrain():
+    r = parse_recipe({"prune": {"sparsity": 0.5, "steps": 3, "retrain": {"iterations": 7,
+                                                                          "lr": 0.5},
+                                "final_retrain": {"iterations": 70}}})
+    assert [r.prune.retrain_for(k).iterations for k in (1, 2, 3)] == [7, 7, 70]
+    assert r.prune.retrain_for(3).lr == 0.5
 
 
 def test_paper_choices_in_the_lenet5_recipe():
