@@ -35,6 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:
+        # the reader of our output went away (``netsqueeze inspect f.nsq | head``): not an error
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         hint = getattr(args, "resume_hint", None)
         print(f"\nnetsqueeze: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
