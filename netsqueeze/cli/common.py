@@ -37,13 +37,15 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = No
                    "[%(default)s]")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="[%(default)s]")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="[%(default)s]")
+    g.add_argument("--shift", type=int, default=d.shift,
+                   help="augment: move training images by up to this many pixels [%(default)s]")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         iterations=args.iterations, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
         loss=args.loss, schedule=args.schedule, optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
+        weight_decay=args.weight_decay, shift=args.shift,
     ).validate()
 
 

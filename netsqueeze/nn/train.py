@@ -31,6 +31,7 @@ __all__ = [
     "TrainLog",
     "evaluate",
     "predict_logits",
+    "random_shift",
     "resolve_device",
     "save_state",
     "to_tensor",
@@ -65,6 +66,9 @@ class TrainConfig:
     weight_decay : float
     momentum : float
         SGD momentum (ignored by Adam).
+    shift : int
+        Data augmentation: move each training image by a random whole number of pixels, up to
+        ``shift`` in each direction (0: no augmentation).
     """
 
     iterations: int = 2400
@@ -76,6 +80,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9
+    shift: int = 0
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the bad field; return self."""
@@ -85,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
+            raise ValueError(f"shift must be an integer >= 0 (pixels), got {self.shift!r}")
         if float(self.weight_decay) < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         for name, value, allowed in (
@@ -160,6 +167,19 @@ def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * p)) * (1 - 1e-4) + 1e-4
 
     return one_cycle
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Move each image of ``x`` (n, c, h, w) by its own random integer offset in
+    ``[-max_shift, max_shift]`` along both axes, filling with zeros."""
+    n, _, h, w = x.shape
+    offsets = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
+    pad = F.pad(x, (max_shift, max_shift, max_shift, max_shift))
+    rows = (torch.arange(h).view(1, h) + max_shift - offsets[:, :1]).to(x.device)  # (n, h)
+    cols = (torch.arange(w).view(1, w) + max_shift - offsets[:, 1:]).to(x.device)  # (n, w)
+    idx_n = torch.arange(n, device=x.device).view(n, 1, 1)
+    return pad.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)].permute(
+        0, 3, 1, 2)
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -261,7 +281,8 @@ def train(
                 if step >= cfg.iterations:
                     break
                 idx = perm[i * batch : (i + 1) * batch]
-                loss = _loss(model(x[idx]), y[idx], cfg.loss)
+                xb = x[idx] if not cfg.shift else random_shift(x[idx], cfg.shift, gen)
+                loss = _loss(model(xb), y[idx], cfg.loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
