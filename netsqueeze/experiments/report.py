@@ -104,6 +104,22 @@ def zero_weights_summary(results: dict) -> str:
             f"distinct values ({nb['reduction']:.0f}x fewer), accuracy {nb['accuracy']:.4f} "
             f"({_vs_trained(nb['drop_pp'])})."
         )
+    by_tol = a.get("zero_by_tolerance") or []
+    if by_tol:
+        lines += ["", "## How much can be zeroed for a given loss", ""]
+        rows = [
+            [f"<= {r['tolerance_pp']:g} pp",
+             "none" if r["zero_fraction"] is None else _pct(r["zero_fraction"]),
+             "" if r["threshold"] is None else f"{r['threshold']:.4f}",
+             "" if r["accuracy"] is None else f"{r['accuracy']:.4f}"]
+            for r in by_tol
+        ]
+        lines.append(markdown_table(["accuracy loss", "weights zeroed", "threshold",
+                                     "accuracy"], rows))
+        lines.append(
+            f"One test image is {100 / results['n_test_images']:g} pp of accuracy; "
+            "differences of a few images are within the noise of the measurement."
+        )
     lines += ["", "## Zero fraction per layer at the chosen threshold", ""]
     if z:
         rows = [

@@ -37,6 +37,9 @@ from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, save_stat
 
 __all__ = ["ZeroWeightsSpec", "run_zero_weights"]
 
+#: Accuracy losses (percentage points) at which summary.md reports the zeroable fraction.
+ZERO_TOLERANCES_PP = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+
 
 @dataclass
 class ZeroWeightsSpec:
@@ -117,6 +120,17 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
             "drop_pp": 100.0 * (thr.baseline_accuracy - thr.accuracy[i]),
             "tolerance_pp": 100.0 * t,
         }
+    out["zero_by_tolerance"] = []
+    for tol_pp in ZERO_TOLERANCES_PP:
+        i = sweeps.select_max_zeroed_within_tolerance(
+            thr.accuracy, thr.overall_zero_fraction, thr.baseline_accuracy, tol_pp / 100
+        )
+        out["zero_by_tolerance"].append({
+            "tolerance_pp": tol_pp,
+            "threshold": None if i is None else thr.thresholds[i],
+            "zero_fraction": None if i is None else thr.overall_zero_fraction[i],
+            "accuracy": None if i is None else thr.accuracy[i],
+        })
     rules = (
         ("clusters_notebook_rule",
          sweeps.select_notebook_rule(clu.accuracy, spec.notebook_max_drop)),

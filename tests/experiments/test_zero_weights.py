@@ -49,6 +49,9 @@ def test_small_run_writes_everything(tmp_path):
         _check_png(tmp_path / f)
     summary = (tmp_path / "summary.md").read_text()
     assert "distinct values instead of 48,912" in summary or "No cluster step" in summary
+    zs = [r["zero_fraction"] or 0.0 for r in on_disk["answers"]["zero_by_tolerance"]]
+    assert len(zs) == 6 and zs == sorted(zs)  # more loss allowed never zeroes less
+    assert "How much can be zeroed for a given loss" in summary
     assert not (tmp_path / ".state").exists()
     assert any("mnist-sample" in line for line in lines)
 
