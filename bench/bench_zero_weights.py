@@ -67,6 +67,10 @@ def main(argv=None) -> int:
         "sweeps_seconds": thr["seconds"] + clu["seconds"],
         "trained_accuracy": res["train"]["accuracy"],
         "answers": ans,
+        "threshold_sweep": {k: thr[k] for k in ("thresholds", "overall_zero_fraction",
+                                                "accuracy", "baseline_accuracy")},
+        "cluster_sweep": {k: clu[k] for k in ("clusters", "distinct_weights", "accuracy",
+                                              "baseline_accuracy")},
         "notebook": NOTEBOOK,
         "targets": {
             "total_under_180_s": total < 180,
