@@ -47,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     results = run_compress(spec, recipe, args.out, progress=not args.quiet, resume=args.resume)
     s = results["summary"]
     out = Path(args.out)
-    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'compressed.pt'} in "
-          f"{results['wall_times']['total']:.0f} s")
+    f = results["file"]["totals"]
+    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'model.nsq'} and figures "
+          f"in {results['wall_times']['total']:.0f} s")
     print(f"{args.model}: top-1 error {s['trained_error_pct']:.2f} % -> {s['final_error_pct']:.2f} % "
-          f"with {100 * s['kept_fraction']:.1f} % of weights kept; paper-formula storage "
-          f"{s['estimated_ratio']:.1f}x smaller than dense float32")
+          f"with {100 * s['kept_fraction']:.1f} % of weights kept; model.nsq {f['file_bytes']:,} "
+          f"bytes, {f['ratio_to_dense']:.1f}x smaller than dense float32")
     return 0
