@@ -108,7 +108,7 @@ def test_exact_equals_brute_force(seed):
 @pytest.mark.parametrize("dist", ["normal", "laplace"])
 @pytest.mark.parametrize("k", [3, 8, 32])
 def test_against_scikit_learn(dist, k):
-    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    import sklearn.cluster as sklearn_cluster
     rng = np.random.default_rng(k)
     x = (rng.normal(size=3000) if dist == "normal" else rng.laplace(size=3000)).astype(np.float32)
     ref = sklearn_cluster.KMeans(k, n_init=4, random_state=0).fit(x.reshape(-1, 1).astype(float))
