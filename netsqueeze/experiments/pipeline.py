@@ -31,6 +31,7 @@ from torch import nn
 
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.core.sparse import paper_gap_counts
+from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import Recipe
 from netsqueeze.experiments.state import RunState
 from netsqueeze.models import build
@@ -186,19 +187,14 @@ def run_compress(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run the pipeline and write its outputs; return the results dict (see module docstring)."""
-    from netsqueeze import data as nsdata
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     times: dict[str, float] = {}
     t = time.perf_counter()
-    ds = nsdata.load(spec.dataset, data_dir=spec.data_dir, download=spec.download,
-                     progress=progress)
+    ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
+                   progress=progress, log=log)
     times["load_data"] = time.perf_counter() - t
-    log(f"data: {ds.describe()}")
-    if ds.note:
-        log(f"note: {ds.note}")
     device = resolve_device(spec.device)
 
     torch.manual_seed(recipe.train.seed)
@@ -210,12 +206,7 @@ def run_compress(
     layer_names = [n for n, m in model.named_modules()
                    if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)]
     recipe.validate(layer_names)
-    expected = tuple(getattr(model, "input_shape", ()))[-2:]
-    if expected and tuple(ds.x_test.shape[1:]) != expected:
-        raise ValueError(
-            f"dataset {ds.name!r} has images of shape {tuple(ds.x_test.shape[1:])} but model "
-            f"{spec.model!r} expects {expected}"
-        )
+    check_images_fit(ds, model, spec.model)
     fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
                    "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
     state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}})

@@ -28,6 +28,7 @@ import torch
 import netsqueeze
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.experiments import sweeps
+from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.report import zero_weights_summary
 from netsqueeze.experiments.state import RunState
 from netsqueeze.models import build, count_weights
@@ -183,8 +184,6 @@ def run_zero_weights(
     dict
         What ``results.json`` holds.
     """
-    from netsqueeze import data as nsdata
-
     spec.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,21 +191,13 @@ def run_zero_weights(
     t_all = time.perf_counter()
 
     t = time.perf_counter()
-    ds = nsdata.load(spec.dataset, data_dir=spec.data_dir, download=spec.download,
-                     progress=progress)
+    ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
+                   progress=progress, log=log)
     times["load_data"] = time.perf_counter() - t
-    log(f"data: {ds.describe()}")
-    if ds.note:
-        log(f"note: {ds.note}")
 
     torch.manual_seed(spec.train.seed)
     model = build(spec.model)
-    expected = tuple(getattr(model, "input_shape", ()))[-2:]
-    if expected and tuple(ds.x_test.shape[1:]) != expected:
-        raise ValueError(
-            f"dataset {ds.name!r} has images of shape {tuple(ds.x_test.shape[1:])} but model "
-            f"{spec.model!r} expects {expected}; use a dataset of {expected[0]}x{expected[1]} images"
-        )
+    check_images_fit(ds, model, spec.model)
     device = resolve_device(spec.device)
     fingerprint = {"spec": spec.to_dict(), "dataset": ds.name, "source": ds.source,
                    "n_train": len(ds.y_train), "n_test": len(ds.y_test)}
