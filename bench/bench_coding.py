@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import sys
 import time
 import zlib
@@ -49,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_info  # also puts the project root on sys.path
 
 from netsqueeze.core import entropy as E
 from netsqueeze.core.container import encode_stream
@@ -221,39 +220,6 @@ def run_ans(sym, alphabet, repeat):
 # -- main -------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        info["memory_bytes"] = psutil.virtual_memory().total
-    except ImportError:
-        pass
-    if hasattr(os, "getloadavg"):
-        info["load_average_1_5_15"] = list(os.getloadavg())
-    from importlib.metadata import PackageNotFoundError, version
-
-    for mod in ("dahuffman", "zstandard", "constriction"):
-        try:
-            info[f"{mod}_version"] = version(mod)
-        except PackageNotFoundError:
-            info[f"{mod}_version"] = None
-    return info
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench/results/coding.json", help="JSON result file")
@@ -275,7 +241,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "coding",
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info(("dahuffman", "zstandard", "constriction")),
         "args": {
             "n": n,
             "repeat": repeat,

@@ -46,7 +46,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -57,9 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_info  # also puts the project root on sys.path
 
 METHODS = ("ours_lloyd", "ours_exact", "sklearn_n1", "sklearn_n10", "kmeans1d_pkg")
 BASELINES = ("sklearn_n1", "sklearn_n10", "kmeans1d_pkg")
@@ -214,37 +213,6 @@ def run_in_subprocess(data_path: str, method: str, k: int, timeout: float) -> di
 # -- reporting --------------------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        info["memory_bytes"] = psutil.virtual_memory().total
-    except ImportError:
-        pass
-    for mod in ("sklearn", "kmeans1d"):
-        try:
-            m = __import__(mod)
-            info[f"{mod}_version"] = getattr(m, "__version__", "unknown")
-        except ImportError:
-            info[f"{mod}_version"] = None
-    return info
-
-
 def ratios(cases: dict) -> dict:
     out = {}
     for ours in OURS:
@@ -302,7 +270,7 @@ def main(argv=None) -> dict:
         "benchmark": "kmeans1d",
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
+        "machine": machine_info(("scikit-learn", "kmeans1d")),
         "data": f"Laplace(0, {SCALE}) float32, numpy default_rng({SEED}), same array for all",
         "measured": {
             "seconds": "wall time of fit (perf_counter), in a fresh subprocess per case",

@@ -16,20 +16,38 @@ if str(ROOT) not in sys.path:
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
-def machine_info() -> dict:
-    import numpy as np
-    import torch
+def machine_info(packages: tuple[str, ...] = ()) -> dict:
+    """Date, CPU, memory, load, and the versions of numpy, torch and ``packages``."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
+    info = {
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()),
-        "torch_threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "platform": platform.platform(),
     }
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                None,
+            )
+    except OSError:
+        info["cpu"] = None
+    try:
+        pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        info["memory_bytes"] = pages * page
+    except (ValueError, OSError, AttributeError):
+        info["memory_bytes"] = None
+    for name in ("numpy", "torch", *packages):
+        try:
+            info[name] = version(name)
+        except PackageNotFoundError:
+            info[name] = None
+    if "torch" in sys.modules:
+        info["torch_threads"] = sys.modules["torch"].get_num_threads()
+    return info
 
 
 def peak_rss_mb() -> float:
