@@ -668,6 +668,20 @@ def _assign(x: np.ndarray, c: np.ndarray, dtype: np.dtype) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def check_iteration_params(max_iter, tol) -> None:
+    """Raise ``ValueError`` unless ``max_iter`` is an integer >= 1 and ``tol`` a finite number
+    >= 0 (Lloyd's stopping rule; shared with the configs that build :class:`KMeans1D`)."""
+    if not _is_int(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if (
+        not isinstance(tol, numbers.Real)
+        or isinstance(tol, bool)
+        or not math.isfinite(tol)
+        or tol < 0
+    ):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+
+
 class KMeans1D:
     """k-means clustering of scalar values (for example the weights of one layer).
 
@@ -833,15 +847,7 @@ default="linear"
             method = self.method
         else:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if (
-            not isinstance(self.tol, numbers.Real)
-            or isinstance(self.tol, bool)
-            or not math.isfinite(self.tol)
-            or self.tol < 0
-        ):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        check_iteration_params(self.max_iter, self.tol)
         if self.n_bins is not None and (not _is_int(self.n_bins) or self.n_bins < 2):
             raise ValueError(
                 f"n_bins must be None or an integer >= 2, got {self.n_bins!r}; "

@@ -65,7 +65,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from netsqueeze.core.kmeans1d import KMeans1D
+from netsqueeze.core.kmeans1d import KMeans1D, check_iteration_params
 from netsqueeze.nn import prune as _prune
 from netsqueeze.nn.modules import FilterFn, compressible_layers, layer_kind
 from netsqueeze.nn.prune import check_patterns, match_pattern, strip_
@@ -180,15 +180,7 @@ class ShareConfig:
             raise ValueError(
                 f"random_state must be None or an integer >= 0, got {self.random_state!r}"
             )
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if (
-            not isinstance(self.tol, numbers.Real)
-            or isinstance(self.tol, bool)
-            or not math.isfinite(self.tol)
-            or self.tol < 0
-        ):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        check_iteration_params(self.max_iter, self.tol)
         return self
 
     def bits_for(self, name: str, kind: str) -> int:
