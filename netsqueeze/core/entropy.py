@@ -31,6 +31,13 @@ is ``block_size``, independent of the stream length. :func:`choose_block_size` p
 ``block_size`` near ``sqrt(n) / 2`` and large enough that storing the offsets costs about
 0.3 % of the payload or less.
 
+A numpy step costs several microseconds whatever the number of lanes, so a stream with few
+lanes (a small stream, or a hostile block size) is decoded block by block in a plain Python
+loop instead, at a fraction of a microsecond per symbol. Either way the work is linear in
+the number of symbols, whatever the block size. :func:`block_size_range` gives the block
+sizes the encoder can choose; the file reader refuses others (they only cost memory: one
+block offset and one lane of bookkeeping per block).
+
 The encoder has no per-symbol Python loop either: it looks codes and lengths up in a table
 (for small alphabets, of *tuples* of 2 to 4 consecutive symbols at once), takes a cumulative
 sum of lengths to get each code's end bit, and ORs the codes into 64-bit big-endian words with
@@ -52,6 +59,7 @@ __all__ = [
     "MAX_BLOCK_SIZE",
     "MAX_CODE_LENGTH",
     "HuffmanStream",
+    "block_size_range",
     "canonical_codes",
     "choose_block_size",
     "entropy_bits",
@@ -81,6 +89,10 @@ _CHUNK = 1 << 18
 _INDEX_FRACTION = 0.003
 # Guess of the bits stored per block offset (the real width is chosen at write time).
 _INDEX_BITS_GUESS = 10
+# Below this many lanes the decoder loops in Python over the symbols of each block (about
+# 0.3-0.5 us a symbol) instead of taking one numpy step per symbol of a block for all lanes at
+# once (about 5-15 us a step): the crossover measured on a loaded 2-core machine is ~30 lanes.
+_SERIAL_LANES = 32
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,9 +421,53 @@ def choose_block_size(n_symbols: int, payload_bits: int) -> int:
     if n <= 0:
         return 1
     avg = max(1.0, payload_bits / n)
-    for_index = math.ceil(_INDEX_BITS_GUESS / (_INDEX_FRACTION * avg))
+    for_index = _for_index(avg)
     for_speed = math.ceil(0.5 * math.sqrt(n))
     return max(1, min(max(for_index, for_speed), n, MAX_BLOCK_SIZE))
+
+
+def _for_index(avg_bits: float) -> int:
+    """Smallest block size whose offsets cost ~_INDEX_FRACTION of the payload."""
+    return math.ceil(_INDEX_BITS_GUESS / (_INDEX_FRACTION * avg_bits))
+
+
+def _round_block_size(block_size: int, n_symbols: int, group: int) -> int:
+    """The block size rounded up to a multiple of the encoder's group of symbols."""
+    if block_size < n_symbols and block_size % group:
+        block_size += group - block_size % group
+        if block_size > MAX_BLOCK_SIZE:
+            block_size -= group
+    return block_size
+
+
+def block_size_range(n_symbols: int) -> tuple[int, int]:
+    """Block sizes the encoder can choose for a stream of ``n_symbols`` symbols.
+
+    :func:`choose_block_size` over every payload length the stream can have (1 to
+    :data:`MAX_CODE_LENGTH` bits a symbol), rounded as :func:`huffman_encode` rounds it (up to
+    a multiple of 2, 3 or 4 symbols). The ``.nsq`` reader refuses a block size outside this
+    range: a tiny block size costs one block offset and one decoding lane of bookkeeping per
+    block (one per symbol at block size 1), which a file does not pay for in bytes.
+
+    Parameters
+    ----------
+    n_symbols : int
+
+    Returns
+    -------
+    (lo, hi) : tuple of int
+        ``lo = min(n, max(209, ceil(sqrt(n) / 2)), MAX_BLOCK_SIZE - 3)`` and
+        ``hi = min(max(3334, ceil(sqrt(n) / 2)) + 3, n + 3, MAX_BLOCK_SIZE)``; 209 and 3334
+        are the block sizes whose offsets cost ~0.3 % of a payload of 16 and of 1 bit a
+        symbol. ``(1, MAX_BLOCK_SIZE)`` for an empty stream (no block is decoded).
+    """
+    n = int(n_symbols)
+    if n <= 0:
+        return 1, MAX_BLOCK_SIZE
+    speed = math.ceil(0.5 * math.sqrt(n))
+    lo = min(max(_for_index(float(MAX_CODE_LENGTH)), speed), n, MAX_BLOCK_SIZE - 3)
+    hi = min(max(_for_index(1.0), speed) + 3, n + 3, MAX_BLOCK_SIZE)
+    return max(1, lo), hi
 
 
 # --------------------------------------------------------------------------------------------
@@ -792,10 +848,7 @@ def huffman_encode(
     block_size = int(block_size)
     if not 1 <= block_size <= MAX_BLOCK_SIZE:
         raise ValueError(f"block_size must be in 1..{MAX_BLOCK_SIZE}, got {block_size}")
-    if block_size < n and block_size % k:
-        block_size += k - block_size % k
-        if block_size > MAX_BLOCK_SIZE:
-            block_size -= k
+    block_size = _round_block_size(block_size, n, k)
     n_blocks = -(-n // block_size)
     want = np.arange(1, n_blocks, dtype=np.int64) * block_size
     payload, ends = _pack_symbols(s, gi, k, a, codes, lengths, total, want)
@@ -880,8 +933,10 @@ def huffman_decode(stream: HuffmanStream) -> np.ndarray:
     if not last * min_len <= sizes[-1] <= last * max_len:
         raise FormatError(f"{what}: the last block offset is inconsistent with the code lengths")
     sym_tab, len_tab, tbits = _decode_table(lengths)
-    len_tab = len_tab.astype(np.int64)
     win = _windows(payload, (bs * tbits) // 8 + 8)
+    if n_blocks < _SERIAL_LANES:
+        return _decode_serial(win, sym_tab, len_tab, tbits, starts, ends, bs, n, what)
+    len_tab = len_tab.astype(np.int64)
     shift = np.uint32(32 - tbits)
     lanes = n_blocks
     pos = starts.copy()
@@ -915,6 +970,33 @@ def huffman_decode(stream: HuffmanStream) -> np.ndarray:
         np.add(pos_k, l_k, out=pos_k)
     if not np.array_equal(pos, ends):
         raise FormatError(f"{what}: decoded blocks do not end at the recorded offsets")
-    if lanes == 1:
-        return out[:n, 0].copy()
     return out.T.ravel()[:n]
+
+
+def _decode_serial(win, sym_tab, len_tab, tbits, starts, ends, bs, n, what) -> np.ndarray:
+    """Decode block by block with a Python loop over symbols (few lanes: cheaper than numpy).
+
+    Reads the same padded windows as the lock-step decoder: a block that runs past its end
+    (a corrupt stream) reads zero padding, never outside ``win``.
+    """
+    syms = sym_tab.tolist()
+    lens = len_tab.tolist()
+    shift = 32 - tbits
+    mask = 0xFFFFFFFF
+    out = np.empty(n, sym_tab.dtype)
+    for b in range(starts.size):
+        lo = b * bs
+        count = min(bs, n - lo)
+        start = int(starts[b])
+        base = start >> 3
+        w = win[base : base + ((start & 7) + count * tbits) // 8 + 1].tolist()
+        pos = start & 7
+        block = [0] * count
+        for i in range(count):
+            v = ((w[pos >> 3] << (pos & 7)) & mask) >> shift
+            block[i] = syms[v]
+            pos += lens[v]
+        if (base << 3) + pos != int(ends[b]):
+            raise FormatError(f"{what}: decoded blocks do not end at the recorded offsets")
+        out[lo : lo + count] = block
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -246,6 +247,56 @@ def test_choose_block_size():
     assert E.choose_block_size(10**9, 10**9) <= E.MAX_BLOCK_SIZE
 
 
+def test_block_size_range_holds_every_block_size_the_encoder_chooses():
+    ns = sorted(
+        {1, 2, 3, 208, 209, 210, 3333, 3334, 3335, 3336, 3337, 3338, 10**5, 44_435_556,
+         44_435_557, 10**9, 2**34 - 1, 2**34, 2**34 + 1, 10**12, 2**63}
+        | {int(x) for x in np.logspace(0, 13, 200)}
+    )
+    for n in ns:
+        lo, hi = E.block_size_range(n)
+        assert 1 <= lo <= hi <= E.MAX_BLOCK_SIZE
+        for bits in (1.0, 1.001, 1.5, 2.0, 3.3, 5.0, 8.0, 15.99, 16.0):
+            chosen = E.choose_block_size(n, math.ceil(bits * n))
+            for group in (1, 2, 3, 4):
+                assert lo <= E._round_block_size(chosen, n, group) <= hi, (n, bits, group)
+    # what the encoder writes, on real streams
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 209, 210, 1000, 3334, 3335, 50_000):
+        for alphabet in (2, 3, 7, 16, 17, 40, 41, 300):
+            sym = rng.integers(0, alphabet, n)
+            assert E.block_size_range(n)[0] <= E.huffman_encode(sym, alphabet).block_size
+            assert E.huffman_encode(sym, alphabet).block_size <= E.block_size_range(n)[1]
+    # the hostile block sizes fall outside
+    lo, hi = E.block_size_range(65536)
+    assert (lo, hi) == (209, 3337)
+    assert E.block_size_range(0) == (1, E.MAX_BLOCK_SIZE)  # no block: any size is harmless
+
+
+@pytest.mark.parametrize("serial_below", [0, 10**9], ids=["lock-step", "serial"])
+@pytest.mark.parametrize("alphabet", [2, 5, 300])
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 100, 4999, 5000, 65536])
+def test_both_decoders_decode_every_block_size(monkeypatch, serial_below, alphabet, block):
+    monkeypatch.setattr(E, "_SERIAL_LANES", serial_below)
+    rng = np.random.default_rng(block)
+    sym = rng.choice(alphabet, size=5000, p=rng.dirichlet(np.full(alphabet, 0.3)))
+    s = E.huffman_encode(sym, alphabet, block_size=block)
+    out = E.huffman_decode(s)
+    assert out.dtype == (np.uint8 if alphabet <= 256 else np.uint16)
+    assert np.array_equal(out, sym)
+
+
+def test_few_lanes_decode_fast():
+    # one lane of 65,536 one-bit symbols: 65,536 numpy steps (about a second) before the
+    # serial decoder; well under 0.3 s now even on a busy machine
+    sym = np.random.default_rng(1).integers(0, 2, 65536)
+    s = E.huffman_encode(sym, 2, block_size=65536)
+    assert s.n_blocks == 1
+    t0 = time.process_time()
+    assert np.array_equal(E.huffman_decode(s), sym)
+    assert time.process_time() - t0 < 0.3
+
+
 def test_encode_rejects_bad_input():
     with pytest.raises(ValueError, match="alphabet"):
         E.huffman_encode([0, 5], 5)
@@ -276,7 +327,9 @@ def corrupt(stream, **changes):
     return E.HuffmanStream(**fields)
 
 
-def test_decode_rejects_inconsistent_streams():
+@pytest.mark.parametrize("serial_below", [0, 10**9], ids=["lock-step", "serial"])
+def test_decode_rejects_inconsistent_streams(monkeypatch, serial_below):
+    monkeypatch.setattr(E, "_SERIAL_LANES", serial_below)
     rng = np.random.default_rng(3)
     sym = rng.choice(8, size=5000, p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.01, 0.01])
     s = E.huffman_encode(sym, 8, block_size=100)
