@@ -8,7 +8,7 @@ The subpackages are layered; importing ``netsqueeze`` itself is cheap and pulls 
 neither torch nor matplotlib.
 """
 
-from netsqueeze.errors import FormatError
+from netsqueeze.errors import DecodeBudgetError, FormatError
 
 __version__ = "0.1.0"
-__all__ = ["FormatError", "__version__"]
+__all__ = ["DecodeBudgetError", "FormatError", "__version__"]

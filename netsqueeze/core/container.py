@@ -17,6 +17,10 @@ Decoding is exact: same dtype, shape and bits (zero means the all-zero bit patte
 The byte layout is specified in ``docs/FORMAT.md``. The reader never trusts a length: every
 count is checked against the bytes that remain and against what the streams can produce
 before anything is allocated, and every inconsistency raises :class:`~netsqueeze.FormatError`.
+Valid files are bounded too: Huffman block sizes must be ones the writer chooses, decoding
+time is linear in the symbols, and decoding a tensor is refused with
+:class:`~netsqueeze.DecodeBudgetError` when it and the decoder's working memory would exceed
+the decode budget.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -35,7 +39,7 @@ import numpy as np
 from netsqueeze.core import entropy as _ent
 from netsqueeze.core import sparse as _sp
 from netsqueeze.core.fileio import atomic_write_bytes
-from netsqueeze.errors import FormatError
+from netsqueeze.errors import DecodeBudgetError, FormatError
 
 __all__ = [
     "DECODE_LIMIT_BYTES",
@@ -405,8 +409,14 @@ def _read_stream(cur: _Cursor, what: str, alphabet: int) -> StreamRecord:
     if kraft > full or (kraft < full and not (used.size == 1 and used[0] == 1)):
         raise FormatError(f"{cur.what}: {what} code lengths are not a complete prefix code")
     block_size, base, width = cur.unpack("IQB", f"{what} block index")
-    if not 1 <= block_size <= _ent.MAX_BLOCK_SIZE:
-        raise FormatError(f"{cur.what}: {what} block size {block_size} is out of range")
+    lo, hi = _ent.block_size_range(n)
+    if not lo <= block_size <= hi:
+        # other sizes decode too, but a tiny one costs a block offset and a decoding lane
+        # per symbol or two: refused, as no writer of this format produces them
+        raise FormatError(
+            f"{cur.what}: {what} block size {block_size} is outside {lo}..{hi}, the block "
+            f"sizes written for {n} symbols"
+        )
     if width > 32:
         raise FormatError(f"{cur.what}: {what} block offsets are {width} bits wide (max 32)")
     n_blocks = -(-n // block_size)
@@ -548,6 +558,16 @@ class TensorRecord:
             out["indices"] = self.indices.decode()
         return out
 
+    @property
+    def decode_bytes(self) -> int:
+        """Memory that decoding this record needs, charged against the decode budget.
+
+        The decoded tensor (``numel * itemsize``) plus an upper estimate of the decoder's
+        working memory: decoded symbols, stored values, positions, lookup tables and ~64 bytes
+        of bookkeeping per block of a Huffman stream.
+        """
+        return self.numel * self.dtype.itemsize + _work_bytes(self, self.n_values)
+
     def decode(self, *, max_bytes: int | None = None) -> np.ndarray:
         """Same as :func:`decode_tensor` (``decode_tensor(self, max_bytes=...)``)."""
         return decode_tensor(self, max_bytes=max_bytes)
@@ -576,7 +596,20 @@ class TensorRecord:
             ``huffman_bytes`` (size as Huffman: exact when written so, else payload exact +
             code-length table + estimated block index), ``huffman_saving``
             (``1 - huffman_bytes / fixed_bytes``), ``entropy_bits``, ``entropy_bytes``.
+
+        Raises
+        ------
+        FormatError
+            When a stream of the record is corrupt.
         """
+        try:
+            return self._stats()
+        except FormatError as e:
+            raise _prefixed(e, f"tensor {self.name!r}") from None
+        except (ValueError, TypeError, IndexError, OverflowError, MemoryError, KeyError) as e:
+            raise FormatError(f"tensor {self.name!r}: malformed record ({e})") from None
+
+    def _stats(self) -> dict:
         syms = self._symbols
         streams = {}
         for key in ("gaps", "indices"):
@@ -590,6 +623,8 @@ class TensorRecord:
         if self.codebook is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 cb_bits = self.codebook.astype(self.dtype).view(_uint_view(self.dtype))
+            if syms["indices"].size and int(syms["indices"].max()) >= self.codebook.size:
+                raise FormatError(f"tensor {self.name!r}: a cluster index is outside the codebook")
             counts = np.bincount(syms["indices"], minlength=self.codebook.size)
             nonzeros = int(counts[cb_bits != 0].sum())
         else:
@@ -846,6 +881,11 @@ def encode_tensor(
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not _utf8_ok(name):
+        raise ValueError(
+            f"tensor name {name!r} cannot be written as UTF-8 (it holds a lone surrogate); "
+            "rename the tensor"
+        )
     if len(name.encode("utf-8")) > _MAX_NAME:
         raise ValueError(f"name is longer than {_MAX_NAME} UTF-8 bytes; shorten it")
     _check_entropy(entropy)
@@ -944,6 +984,42 @@ def _decode_limit(record: TensorRecord, max_bytes: int | None) -> int:
     return default_decode_budget(record.nbytes)
 
 
+def _stream_work_bytes(st: StreamRecord) -> int:
+    """Most bytes that decoding ``st`` allocates at once, its decoded symbols included.
+
+    Counts what grows with the stream: the symbols (twice: the lock-step decoder transposes its
+    lanes), 32-bit windows over the payload and its read-ahead padding, the lookup table, and
+    ~64 bytes of bookkeeping per block (its offset, its lane's position and scratch values).
+    """
+    n = int(st.n_symbols)
+    isz = 1 if st.alphabet_size <= 256 else 2
+    payload = len(st.payload)
+    if st.coding == "fixed":
+        return n * isz + 5 * payload + 32 * min(n, _ent._CHUNK) + 64
+    lanes = 0 if st.block_starts is None else int(st.block_starts.size)
+    tbits = int(st.code_lengths.max())
+    pad = st.block_size * tbits // 8 + 8
+    return (
+        2 * (n + st.block_size) * isz
+        + 5 * (payload + pad + 4)
+        + (isz + 60) * (1 << tbits)  # numpy tables and their Python lists
+        + 64 * lanes
+        + 100 * st.block_size  # Python lists of one block (few-lane decoding)
+    )
+
+
+def _work_bytes(record: TensorRecord, n_values: int) -> int:
+    """Most bytes that :func:`decode_tensor` allocates at once besides the tensor itself."""
+    item = record.dtype.itemsize
+    streams = [st for st in (record.indices, record.gaps) if st is not None]
+    work = max((_stream_work_bytes(st) for st in streams), default=0)
+    work += n_values * (item + 2)  # the values and their cluster indices
+    if record.gaps is not None:
+        # gap symbols, their advances and fill mask (9 bytes a symbol), the positions
+        work += 11 * record.gaps.n_symbols + 8 * n_values
+    return work
+
+
 def decode_tensor(record: TensorRecord, *, max_bytes: int | None = None) -> np.ndarray:
     """Decode a record back into its tensor, exactly.
 
@@ -951,7 +1027,8 @@ def decode_tensor(record: TensorRecord, *, max_bytes: int | None = None) -> np.n
     ----------
     record : TensorRecord
     max_bytes : int, optional
-        Refuse to allocate a tensor larger than this. Default:
+        Refuse to decode when the tensor and the decoder's working memory
+        (:attr:`TensorRecord.decode_bytes`) exceed this. Default:
         :func:`default_decode_budget` of the record's size (256 MiB, or 256 times the record
         size if larger), so that a small hostile file cannot claim gigabytes. Pass a larger
         value for a trusted file with more extreme compression.
@@ -965,27 +1042,36 @@ def decode_tensor(record: TensorRecord, *, max_bytes: int | None = None) -> np.n
     Raises
     ------
     FormatError
-        When the record is inconsistent (corrupt or hostile) or would exceed ``max_bytes``.
+        When the record is inconsistent (corrupt or hostile); the message names the tensor.
+    DecodeBudgetError
+        When decoding would exceed ``max_bytes`` (a ``FormatError`` and a ``MemoryError``).
     """
     try:
         return _decode_tensor(record, max_bytes)
-    except FormatError:
-        raise
+    except FormatError as e:
+        raise _prefixed(e, f"tensor {record.name!r}") from None
     except (ValueError, TypeError, IndexError, OverflowError, MemoryError, KeyError) as e:
-        raise FormatError(f"tensor '{record.name}': malformed record ({e})") from None
+        raise FormatError(f"tensor {record.name!r}: malformed record ({e})") from None
+
+
+def _prefixed(exc: FormatError, prefix: str | None) -> FormatError:
+    """``exc`` (same type) with ``prefix: `` in front of its message, unless already there."""
+    if prefix is None or str(exc).startswith(f"{prefix}: "):
+        return exc
+    return type(exc)(f"{prefix}: {exc}")
 
 
 def _decode_tensor(record: TensorRecord, max_bytes: int | None) -> np.ndarray:
-    what = f"tensor '{record.name}'"
+    what = f"tensor {record.name!r}"
     dtype = np.dtype(record.dtype)
     ubits = _uint_view(dtype)
     numel = record.numel
     limit = _decode_limit(record, max_bytes)
     if numel * dtype.itemsize > limit:
-        raise FormatError(
-            f"{what}: {record.shape} {dtype} would decode to {numel * dtype.itemsize} bytes "
-            f"from a {record.nbytes}-byte record, over the limit of {limit} bytes; pass "
-            "max_bytes=... if the file is trusted"
+        raise DecodeBudgetError(
+            f"{what}: {record.shape} {dtype} would decode to {numel * dtype.itemsize:,} bytes "
+            f"from a {record.nbytes:,}-byte record, which exceeds the decode budget of "
+            f"{limit:,} bytes; pass max_bytes=... if the file is trusted"
         )
     # number of stored values, before decoding anything
     if record.codebook is not None:
@@ -1015,6 +1101,14 @@ def _decode_tensor(record: TensorRecord, max_bytes: int | None) -> np.ndarray:
                 f"{what}: {record.gaps.n_symbols} gap symbols cannot place {n_values} values "
                 f"in {numel} elements"
             )
+    work = _work_bytes(record, n_values)
+    if numel * dtype.itemsize + work > limit:
+        raise DecodeBudgetError(
+            f"{what}: decoding needs about {numel * dtype.itemsize + work:,} bytes (the tensor "
+            f"and {work:,} of working memory) from a {record.nbytes:,}-byte record, which "
+            f"exceeds the decode budget of {limit:,} bytes; pass max_bytes=... if the file is "
+            "trusted"
+        )
     # values
     if record.codebook is not None:
         idx = record.indices.decode()
@@ -1060,6 +1154,8 @@ class NSQFile:
     max_bytes : int or None
         Decode budget of :meth:`arrays` for all tensors together (None:
         :func:`default_decode_budget` of the file size).
+    source : str or None
+        The path it was read from; errors of :meth:`arrays` and :meth:`stats` start with it.
     """
 
     header: dict
@@ -1067,6 +1163,7 @@ class NSQFile:
     version: int
     nbytes: int
     max_bytes: int | None = None
+    source: str | None = None
 
     def names(self) -> list[str]:
         """Record names in file order."""
@@ -1087,18 +1184,27 @@ class NSQFile:
         Raises
         ------
         FormatError
-            When a record is corrupt, or the tensors together exceed :attr:`max_bytes`.
+            When a record is corrupt (the message names the file and the tensor).
+        DecodeBudgetError
+            When the tensors together, with the working memory of the one being decoded,
+            exceed :attr:`max_bytes` (a ``FormatError`` and a ``MemoryError``).
         """
         left = default_decode_budget(self.nbytes) if self.max_bytes is None else self.max_bytes
         out = {}
-        for r in self.records:
-            out[r.name] = a = decode_tensor(r, max_bytes=left)
-            left -= a.nbytes
+        try:
+            for r in self.records:
+                out[r.name] = a = decode_tensor(r, max_bytes=left)
+                left -= a.nbytes
+        except FormatError as e:
+            raise _prefixed(e, self.source) from None
         return out
 
     def stats(self) -> list[dict]:
         """:meth:`TensorRecord.stats` of every record."""
-        return [r.stats() for r in self.records]
+        try:
+            return [r.stats() for r in self.records]
+        except FormatError as e:
+            raise _prefixed(e, self.source) from None
 
 
 def _header_json(header) -> bytes:
@@ -1112,7 +1218,38 @@ def _header_json(header) -> bytes:
         raise ValueError(
             f"header must be JSON-serializable (str/int/float/bool/None/list/dict, no NaN): {e}"
         ) from None
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        field, value = _unencodable(header, "header") or ("header", header)
+        raise ValueError(
+            f"{field} = {value!r} cannot be written as UTF-8 (it holds a lone surrogate, as "
+            "left by decoding bytes with errors='surrogateescape'); give plain text"
+        ) from None
+
+
+def _unencodable(obj, path: str):
+    """(path, string) of the first string in a JSON-like object that UTF-8 cannot encode."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for key, value in items:
+        where = f"{path}[{key!r}]"
+        if isinstance(key, str) and not _utf8_ok(key):
+            return f"{path} key", key
+        if isinstance(value, str) and not _utf8_ok(value):
+            return where, value
+        if isinstance(value, (dict, list, tuple)):
+            found = _unencodable(value, where)
+            if found is not None:
+                return found
+    return None
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def nsq_bytes(records, *, header: dict | None = None) -> bytes:
@@ -1151,7 +1288,10 @@ def write_nsq(path, records, *, header: dict | None = None) -> int:
     int
         Bytes written.
     """
-    data = nsq_bytes(records, header=header)
+    try:
+        data = nsq_bytes(records, header=header)
+    except ValueError as e:
+        raise ValueError(f"cannot write {path}: {e}") from None
     return atomic_write_bytes(path, data)
 
 
@@ -1191,7 +1331,10 @@ def read_nsq(source, *, max_bytes: int | None = None) -> NSQFile:
     else:
         raise TypeError(f"source must be a path or bytes, got {type(source).__name__}")
     try:
-        return _parse(data, label, max_bytes)
+        nsq = _parse(data, label, max_bytes)
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            nsq = replace(nsq, source=label)
+        return nsq
     except FormatError:
         raise
     except (
@@ -1261,6 +1404,18 @@ def _parse(data: bytes, label: str, max_bytes: int | None) -> NSQFile:
     return NSQFile(header, records, version, size, max_bytes)
 
 
+def _sorted_by_value(book: np.ndarray) -> bool:
+    """Whether ``book`` is non-decreasing by value, NaNs (floats) only at the end."""
+    if book.dtype.kind == "f":
+        nan = np.isnan(book)
+        if nan.any():
+            first = int(np.argmax(nan))
+            if not nan[first:].all():
+                return False
+            book = book[:first]
+    return bool(np.all(book[1:] >= book[:-1]))
+
+
 def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRecord:
     cur = _Cursor(view, start, end, what)
     name_len = cur.u16("name length")
@@ -1268,7 +1423,7 @@ def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRe
         name = bytes(cur.take(name_len, "name")).decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(f"{what}: the name is not valid UTF-8") from None
-    cur.what = what = f"{what} ('{name}')"
+    cur.what = what = f"{what} ({name!r})"
     dcode, ndim = cur.unpack("BB", "dtype and ndim")
     if dcode not in _DTYPES:
         raise FormatError(f"{what}: unknown dtype code {dcode}")
@@ -1303,6 +1458,8 @@ def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRe
             raise FormatError(f"{what}: codebook size {k} outside 1..{_ent.MAX_ALPHABET}")
         raw_cb = cur.take(k * cb_dtype.itemsize, "codebook")
         codebook = np.frombuffer(raw_cb, cb_dtype.newbyteorder("<")).astype(cb_dtype)
+        if not _sorted_by_value(codebook):
+            raise FormatError(f"{what}: the codebook is not sorted by value")
     else:
         raise FormatError(f"{what}: unknown values coding {vcode}")
     gaps = _read_stream(cur, "gap stream", 1 << gbits) if gbits is not None else None

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netsqueeze import FormatError
+from netsqueeze import DecodeBudgetError, FormatError
 from netsqueeze.core import container as C
 
 FAST = settings(
@@ -466,12 +466,17 @@ def test_decode_budget():
     f = C.read_nsq(C.nsq_bytes([rec]), max_bytes=1 << 20)
     with pytest.raises(FormatError, match="max_bytes"):
         f.arrays()
-    # the budget of a file covers all its tensors together
+    # the budget of a file covers all its tensors together, and the working memory of the
+    # tensor being decoded
     rec2 = C.encode_tensor("w2", v, gap_bits=16)
     data = C.nsq_bytes([rec, rec2])
-    assert len(C.read_nsq(data, max_bytes=v.nbytes * 2).arrays()) == 2
-    with pytest.raises(FormatError, match="w2"):
-        C.read_nsq(data, max_bytes=v.nbytes * 2 - 1).arrays()
+    assert v.nbytes < rec2.decode_bytes < v.nbytes + (1 << 20)
+    budget = v.nbytes + rec2.decode_bytes
+    assert len(C.read_nsq(data, max_bytes=budget).arrays()) == 2
+    with pytest.raises(DecodeBudgetError, match="w2.*exceeds the decode budget"):
+        C.read_nsq(data, max_bytes=budget - 1).arrays()
+    with pytest.raises(MemoryError):  # told apart from a malformed file
+        C.read_nsq(data, max_bytes=v.nbytes).arrays()
     assert C.default_decode_budget(10) == C.DECODE_LIMIT_BYTES
     assert C.default_decode_budget(10**7) == C.DECODE_LIMIT_RATIO * 10**7
 
@@ -608,3 +613,275 @@ def test_every_single_byte_value_at_every_header_field(base):
             b = bytearray(data)
             b[pos] = value
             check_reader(fix_crcs(bytes(b)), trace=False)
+
+
+# -- hostile but valid files: bounded work ----------------------------------------------------
+
+
+def huffman_record(name, symbols, alphabet, block_size, *, dtype="float32", starts=None):
+    """A dense codebook record whose index stream has the given block size (any 1..65536);
+    ``starts`` overrides the block offsets (block size 1, which the encoder rounds up)."""
+    from netsqueeze.core import entropy as E
+
+    h = E.huffman_encode(symbols, alphabet, block_size=65536 if starts is not None else block_size)
+    if starts is not None:
+        h = E.HuffmanStream(h.n_symbols, h.code_lengths, block_size, starts, h.n_bits, h.payload)
+    stream = C.StreamRecord(
+        "huffman", h.n_symbols, alphabet, h.n_bits, h.payload, code_lengths=h.code_lengths,
+        block_size=h.block_size, block_starts=h.block_starts,
+    )
+    book = np.arange(1, alphabet + 1, dtype=dtype)
+    return C.TensorRecord(name, (h.n_symbols,), np.dtype(dtype), None, book, None, stream, None)
+
+
+def cpu_seconds(fn):
+    """(CPU seconds, result or FormatError) of ``fn()``."""
+    t0 = time.process_time()
+    try:
+        result = fn()
+    except FormatError as e:
+        result = e
+    return time.process_time() - t0, result
+
+
+def peak_bytes(fn):
+    """Peak traced memory of ``fn()`` (tracemalloc slows Python loops: time it apart)."""
+    tracemalloc.start()
+    try:
+        cpu_seconds(fn)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def decode_everything(data):
+    f = C.read_nsq(data)
+    arrays = f.arrays()
+    f.stats()
+    return arrays
+
+
+def test_hostile_block_sizes_are_refused_quickly():
+    """The issue's files: block size 65,536 (one lane per 65,536 one-bit symbols: seconds of
+    CPU per 10 KB before) and block size 1 (one lane and one offset per symbol: ~530x the
+    file size in memory before). Both are refused, in milliseconds and little memory."""
+    rng = np.random.default_rng(0)
+    big = C.nsq_bytes(
+        [huffman_record(f"w{i}", rng.integers(0, 2, 65536), 2, 65536) for i in range(4)]
+    )
+    n = 1 << 20
+    tiny = C.nsq_bytes(
+        [huffman_record("w", rng.integers(0, 2, n), 2, 1, starts=np.arange(n))]
+    )
+    for data, size in ((big, 65536), (tiny, 1)):
+        seconds, result = cpu_seconds(lambda d=data: decode_everything(d))
+        assert isinstance(result, FormatError)
+        assert f"block size {size} is outside" in str(result)
+        assert "the block sizes written for" in str(result)
+        assert seconds < 0.5
+        assert peak_bytes(lambda d=data: decode_everything(d)) < 4 * len(data) + (1 << 20)
+
+
+def test_hostile_valid_files_decode_in_bounded_time_and_memory():
+    """Files at the edges of what the reader accepts decode in linear time and memory.
+
+    * records of one lane each at the largest block size accepted (3,337 one-bit symbols:
+      3,337 numpy steps apiece with the lock-step decoder alone: 7-17 s for this 100 KB file,
+      read, decoded and inspected; about 1 s now);
+    * one stream of 2 M one-bit symbols at the smallest block size accepted (the most lanes),
+      decoding to float64 (64 bits of tensor per bit of file).
+    """
+    from netsqueeze.core import entropy as E
+
+    rng = np.random.default_rng(1)
+    n = 3334
+    assert E.block_size_range(n)[1] == 3337
+
+    def one_lane(count):
+        return [huffman_record(f"w{i}", rng.integers(0, 2, n), 2, 3337) for i in range(count)]
+
+    big_n = 1 << 21
+    lo = E.block_size_range(big_n)[0]
+    many_lanes = [huffman_record("d", rng.integers(0, 2, big_n), 2, lo, dtype="float64")]
+    assert many_lanes[0].indices.block_starts.size > 2000
+    # time on a 100 KB file; memory on a smaller one of the same kind (tracing is slow)
+    for timed, traced in ((one_lane(200), one_lane(6)), (many_lanes, many_lanes)):
+        data = C.nsq_bytes(timed)
+        seconds, result = cpu_seconds(lambda d=data: decode_everything(d))
+        assert not isinstance(result, Exception), result  # valid: decoded
+        for r in timed:
+            assert_exact(result[r.name], r.codebook[r.indices.decode()])
+        assert seconds < 4.0, seconds
+        data = C.nsq_bytes(traced)
+        peak = peak_bytes(lambda d=data: decode_everything(d))
+        assert peak < C.DECODE_LIMIT_RATIO * len(data), peak / len(data)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 6000),
+    alphabet=st.integers(2, 300),
+    block=st.one_of(st.integers(1, 65536), st.sampled_from([1, 2, 208, 209, 3337, 3338, 65536])),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_block_size_is_refused_or_decoded_exactly(n, alphabet, block, seed):
+    from netsqueeze.core import entropy as E
+
+    sym = np.random.default_rng(seed).integers(0, alphabet, n)
+    rec = huffman_record("w", sym, alphabet, block)
+    data = C.nsq_bytes([rec])
+    lo, hi = E.block_size_range(n)
+    if lo <= rec.indices.block_size <= hi:
+        assert_exact(C.read_nsq(data).arrays()["w"], rec.codebook[sym])
+    else:
+        with pytest.raises(FormatError, match="block size"):
+            C.read_nsq(data)
+    check_reader(data)
+
+
+def test_decode_budget_counts_working_memory():
+    """The estimate charged against the budget bounds what decoding really allocates."""
+    from netsqueeze.core import entropy as E
+
+    rng = np.random.default_rng(2)
+    gaps = np.ones(200_000, np.uint8)  # 1-bit gap field, every element non-zero
+    gst = C.StreamRecord("fixed", gaps.size, 2, gaps.size, E.pack_fixed(gaps, 1), width=1)
+    sparse = C.TensorRecord(
+        "s", (gaps.size,), np.dtype("float64"), 1, np.array([1.0, 2.0]), gst,
+        C.encode_stream(rng.integers(0, 2, gaps.size), 2, entropy="huffman"), None,
+    )
+    records = [
+        sparse,
+        huffman_record("few-lanes", rng.integers(0, 300, 3000), 300, 3000),
+        C.encode_tensor("dense", make_tensor(rng, (300, 400), "float32", 1.0, 30),
+                        gap_bits=None, entropy="huffman"),
+        C.encode_tensor("fixed", make_tensor(rng, (300, 400), "float32", 1.0, 30),
+                        gap_bits=None, entropy="fixed"),
+        C.encode_tensor("pruned", make_tensor(rng, (300, 400), "float32", 0.08, 30),
+                        gap_bits=5, entropy="huffman"),
+        C.encode_tensor("raw", make_tensor(rng, (300, 400), "float32", 1.0)),
+    ]
+    for r in C.read_nsq(C.nsq_bytes(records)).records:
+        tracemalloc.start()
+        a = C.decode_tensor(r)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert a.nbytes < r.decode_bytes
+        assert peak <= r.decode_bytes, (r.name, peak, r.decode_bytes)
+        with pytest.raises(DecodeBudgetError, match="working memory.*exceeds the decode budget"):
+            C.decode_tensor(r, max_bytes=r.decode_bytes - 1)
+        assert_exact(C.decode_tensor(r, max_bytes=r.decode_bytes), a)
+
+
+# -- codebook order, names, file names in errors ----------------------------------------------
+
+
+SPECIALS = [0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 3e38, -3e38, np.inf, -np.inf, np.nan, 65504.0,
+            70000.0, 6e-8, -6e-8, 0.5, 0.25]
+
+
+@FAST
+@given(
+    dtype=st.sampled_from(["float16", "float32", "float64", "int8", "int32", "uint16", "bool"]),
+    n=st.integers(1, 300),
+    density=st.floats(0.0, 1.0),
+    narrow=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_writer_always_sorts_the_codebook(dtype, n, density, narrow, seed):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        with np.errstate(over="ignore"):
+            v = rng.choice(np.array(SPECIALS), n).astype(dtype)
+        nan_payload = np.array([0x7FC00001], np.uint32).view(np.float32)[0]
+        v[rng.random(n) < 0.05] = nan_payload  # another NaN bit pattern
+    else:
+        v = make_tensor(rng, (n,), dtype, 1.0, 12)
+    v[rng.random(n) > density] = 0
+    kw = {"codebook_dtype": "float16"} if narrow and v.dtype.kind == "f" else {}
+    for gap_bits in (None, 2):
+        r = C.encode_tensor("w", v, gap_bits=gap_bits, max_codebook=16, **kw)
+        if r.codebook is not None:
+            assert C._sorted_by_value(r.codebook), r.codebook
+        C.read_nsq(C.nsq_bytes([r])).arrays()  # the reader's check accepts it
+
+
+def test_the_reader_checks_the_codebook_order():
+    v = np.array([3.0, 1.0, 2.0, 1.0] * 10, np.float32)
+    r = C.encode_tensor("w", v, gap_bits=None)
+    assert r.codebook.tolist() == [1.0, 2.0, 3.0]
+    data = C.nsq_bytes([r])
+    book = r.codebook.tobytes()
+    swapped = np.array([2.0, 1.0, 3.0], np.float32).tobytes()
+    with pytest.raises(FormatError, match=r"record 0 \('w'\): the codebook is not sorted"):
+        C.read_nsq(fix_crcs(data.replace(book, swapped)))
+    nan_first = np.array([np.nan, 1.0, 3.0], np.float32).tobytes()
+    with pytest.raises(FormatError, match="not sorted"):
+        C.read_nsq(fix_crcs(data.replace(book, nan_first)))
+    # equal values (0.0 and -0.0, or two values rounded alike) and trailing NaNs are in order
+    for ok in ([-0.0, 0.0, 3.0], [0.0, -0.0, 3.0], [1.0, 1.0, np.nan], [1.0, np.nan, np.nan]):
+        f = C.read_nsq(fix_crcs(data.replace(book, np.array(ok, np.float32).tobytes())))
+        assert f.arrays()["w"].shape == v.shape
+    assert C._sorted_by_value(np.array([-5, 0, 7], np.int8))
+    assert not C._sorted_by_value(np.array([0, -5], np.int8))
+    assert C._sorted_by_value(np.array([False, True]))
+
+
+def undecodable_file() -> bytes:
+    """Parses, but its index stream holds a symbol outside the codebook of 3."""
+    from netsqueeze.core import entropy as E
+
+    payload = E.pack_fixed([0, 1, 3, 2], 2)
+    stream = C.StreamRecord("fixed", 4, 3, 8, payload, width=2)
+    book = np.array([1.0, 2.0, 3.0], np.float32)
+    return C.nsq_bytes([C.TensorRecord("w", (4,), np.dtype("float32"), None, book, None,
+                                       stream, None)])
+
+
+def test_decode_errors_name_the_file(tmp_path):
+    data = undecodable_file()
+    with pytest.raises(FormatError, match=r"^tensor 'w': .*outside the alphabet"):
+        C.read_nsq(data).arrays()  # bytes: no file to name
+    path = tmp_path / "bad.nsq"
+    path.write_bytes(data)
+    f = C.read_nsq(path)
+    assert f.source == str(path)
+    for call in (f.arrays, f.stats):
+        with pytest.raises(FormatError) as info:
+            call()
+        assert str(info.value).startswith(f"{path}: tensor 'w': ")
+        assert str(info.value).count(str(path)) == 1
+    # the budget error keeps its type when the file is named
+    big = tmp_path / "big.nsq"
+    v = np.zeros(1 << 20, np.float32)
+    big.write_bytes(C.nsq_bytes([C.encode_tensor("z", v, gap_bits=16)]))
+    with pytest.raises(DecodeBudgetError, match=f"^{big}: tensor 'z': .*exceeds the decode"):
+        C.read_nsq(big, max_bytes=1000).arrays()
+
+
+def test_names_from_a_file_are_escaped_in_errors():
+    data = undecodable_file().replace(b"\x01\x00w", b"\x01\x00\x1b")  # name "w" -> ESC
+    with pytest.raises(FormatError) as info:
+        C.read_nsq(fix_crcs(data)).arrays()
+    assert "\x1b" not in str(info.value) and "'\\x1b'" in str(info.value)
+    data = C.nsq_bytes([C.encode_tensor("\x1b[2J", np.arange(4, dtype=np.float32))])
+    with pytest.raises(FormatError, match="unknown dtype code 99") as info:
+        C.read_nsq(fix_crcs(data.replace(b"\x1b[2J\x01", b"\x1b[2J\x63")))  # float32 -> 99
+    assert "\x1b" not in str(info.value) and "'\\x1b[2J'" in str(info.value)
+
+
+def test_text_that_utf8_cannot_encode_is_a_clear_error(tmp_path):
+    r = C.encode_tensor("w", np.ones(3, np.float32))
+    path = tmp_path / "x.nsq"
+    cases = [
+        ({"arch": "net\udc80"}, r"header\['arch'\] = 'net\\udc80' cannot be written as UTF-8"),
+        ({"meta": {"tags": ["ok", "\ud800"]}}, r"header\['meta'\]\['tags'\]\[1\]"),
+        ({"k\udc80": 1}, r"header key = 'k\\udc80'"),
+    ]
+    for header, message in cases:
+        with pytest.raises(ValueError, match=f"^cannot write {path}: {message}"):
+            C.write_nsq(path, [r], header=header)
+        assert not path.exists()
+    with pytest.raises(ValueError, match=r"tensor name 'w\\udc80' cannot be written as UTF-8"):
+        C.encode_tensor("w\udc80", np.ones(3))
