@@ -54,14 +54,28 @@ def _table(headers: list[str], rows: list[list[str]], left: int = 2) -> list[str
     return out
 
 
+def _model(report: dict) -> str:
+    """``architecture NAME``, with the model's class when the header records one."""
+    arch, cls = report.get("arch"), report.get("model_class")
+    pr = nsqfile.printable
+    if arch is None and cls:
+        return f"model class {pr(cls)} (no architecture name)"
+    return f"architecture {pr(arch)}" + (f" (class {pr(cls)})" if cls else "")
+
+
 def render(report: dict) -> str:
-    """The report as aligned plain text: header line, layer table, totals and comparisons."""
+    """The report as aligned plain text: header line, layer table, totals and comparisons.
+
+    Text from the file (header strings, tensor names) is printed with control characters
+    escaped (:func:`netsqueeze.cli.nsqfile.printable`).
+    """
     t = report["totals"]
     hb = nsqfile.human_bytes
+    pr = nsqfile.printable
     lines = [
-        (f"{report['file'] or 'nsq data'}: {hb(report['file_bytes'])}, architecture "
-        f"{report['arch']}, written by netsqueeze {report['netsqueeze_version']} "
-        f"(format {report['format_version']})"),
+        (f"{pr(report['file'] or 'nsq data')}: {hb(report['file_bytes'])}, {_model(report)}, "
+         f"written by netsqueeze {pr(report['netsqueeze_version'])} "
+         f"(format {report['format_version']})"),
         "",
     ]
     headers = ["layer", "kind", "weights", "kept %", "k", "bits/index", "bits/gap",
@@ -70,8 +84,8 @@ def render(report: dict) -> str:
     for x in report["layers"]:
         k = str(x["codebook_size"]) if x["values"] == "codebook" else "raw"
         rows.append([
-            x["name"] or "(model)",
-            x["kind"] or "-",
+            pr(x["name"]) or "(model)",
+            pr(x["kind"] or "-"),
             f"{x['weights']:,}",
             _pct(x["kept"]),
             k,
@@ -120,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     from netsqueeze.nn.export import compressed_report
 
     report = compressed_report(args.file, baseline=args.baseline)
+    if not args.baseline:
+        # the baseline decodes every tensor; without it, decode them anyway so that a file
+        # whose tensors cannot be decoded is an error here too
+        nsqfile.check_decodes(args.file)
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
     else:

@@ -8,6 +8,31 @@ from pathlib import Path
 RUN_CHECKPOINT = "compressed.pt"
 
 
+def printable(value) -> str:
+    """``str(value)`` with control and other non-printable characters escaped (``\\x1b``).
+
+    Text read from a file (header strings, tensor names) goes through this before it reaches a
+    terminal, so that a crafted file cannot send escape sequences to it.
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def check_decodes(path) -> None:
+    """Decode every tensor of an ``.nsq`` file (within its decode budget), keeping none.
+
+    Raises
+    ------
+    FileNotFoundError, netsqueeze.FormatError
+        The message names the file (and the tensor that does not decode).
+    """
+    from netsqueeze.core.container import read_nsq
+
+    read_nsq(path).arrays()
+
+
 def human_bytes(n: int) -> str:
     """``35,282 bytes (34.5 KiB)``."""
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -101,7 +126,7 @@ def buildable_arch(header: dict, path, command: str) -> str:
     cls = header.get("model_class")
     raise ValueError(
         f"{path} holds a model of architecture {arch!r}"
-        + (f" (class {cls})" if cls else "")
+        + (f" (class {printable(cls)})" if cls else "")
         + f", which '{command}' cannot build (it knows {', '.join(MODELS)}); load it in Python "
         "with netsqueeze.nn.export.load_compressed(path, model=an_instance)"
     )

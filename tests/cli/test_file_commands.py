@@ -241,3 +241,75 @@ def test_parsers_are_testable_without_running(tmp_path):
     assert args.dataset == "mnist" and args.download
     args = parser.parse_args(["inspect", "f.nsq", "--json", "--no-baseline"])
     assert args.json and not args.baseline
+
+
+def test_inspect_names_the_class_of_a_custom_model(tmp_path, capsys):
+    save_compressed(torch.nn.Sequential(torch.nn.Linear(8, 4)), tmp_path / "c.nsq")
+    code, text, _ = cli(capsys, "inspect", tmp_path / "c.nsq", "--no-baseline")
+    assert code == 0
+    first = text.splitlines()[0]
+    assert "architecture None" not in first
+    assert "model class torch.nn.modules.container.Sequential (no architecture name)" in first
+    save_compressed(torch.nn.Sequential(torch.nn.Linear(8, 4)), tmp_path / "n.nsq", arch="mine")
+    first = cli(capsys, "inspect", tmp_path / "n.nsq", "--no-baseline")[1].splitlines()[0]
+    assert "architecture mine (class torch.nn.modules.container.Sequential)" in first
+
+
+def _write_nsq(path, records, header):
+    from netsqueeze.core.container import write_nsq
+
+    write_nsq(path, records, header=header)
+    return path
+
+
+def test_inspect_escapes_control_characters_from_the_file(tmp_path, capsys):
+    import numpy as np
+
+    from netsqueeze.core.container import encode_tensor
+
+    esc = "\x1b[2J\x1b]0;owned\x07"
+    path = _write_nsq(
+        tmp_path / "esc.nsq",
+        [encode_tensor(f"{esc}fc.weight", np.arange(12, dtype=np.float32).reshape(3, 4))],
+        {"format": "netsqueeze-model", "arch": f"net{esc}", "model_class": f"x.{esc}",
+         "netsqueeze_version": f"1{esc}\u202e", "layers": {f"{esc}fc": "fc"}},
+    )
+    for extra in ([], ["--json"]):
+        code, text, err = cli(capsys, "inspect", path, "--no-baseline", *extra)
+        assert code == 0, err
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "\\x1b[2J" in text or "\\u001b[2J" in text  # shown, escaped
+    code, text, _ = cli(capsys, "inspect", path, "--no-baseline")
+    assert "architecture net\\x1b[2J\\x1b]0;owned\\x07 (class x.\\x1b" in text
+    assert "\\x1b[2J\\x1b]0;owned\\x07fc" in text  # the layer's row
+    code, _, err = cli(capsys, "evaluate", path, "--dataset", "mnist-sample")
+    assert_one_line_error(code, err, "evaluate", "cannot build")
+    assert "\x1b" not in err
+
+
+def undecodable_nsq(path):
+    """A model file whose stats can be read but whose one tensor cannot be decoded: its gap
+    stream places 4 values in the first 4 of 10 elements and stops, without the trailing
+    fillers that would reach the end of the tensor."""
+    import numpy as np
+
+    from netsqueeze.core import container as C
+    from netsqueeze.core import entropy as E
+
+    gaps = C.StreamRecord("fixed", 4, 4, 8, E.pack_fixed([1, 1, 1, 1], 2), width=2)
+    idx = C.StreamRecord("fixed", 4, 1, 4, E.pack_fixed([0, 0, 0, 0], 1), width=1)
+    rec = C.TensorRecord("fc.weight", (10,), np.dtype("float32"), 2,
+                         np.array([0.5], np.float32), gaps, idx, None)
+    return _write_nsq(path, [rec], {"format": "netsqueeze-model", "arch": None,
+                                    "layers": {"fc": "fc"}})
+
+
+def test_inspect_fails_on_tensors_that_do_not_decode(tmp_path, capsys):
+    from netsqueeze.core.container import read_nsq
+
+    path = undecodable_nsq(tmp_path / "bad.nsq")
+    read_nsq(path).stats()  # the size report alone does not notice
+    for extra in ([], ["--no-baseline"], ["--no-baseline", "--json"]):
+        code, out, err = cli(capsys, "inspect", path, *extra)
+        assert_one_line_error(code, err, "inspect", f"{path}: tensor 'fc.weight': gap stream")
+        assert out == ""
