@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 import torch
@@ -313,3 +314,14 @@ def test_inspect_fails_on_tensors_that_do_not_decode(tmp_path, capsys):
         code, out, err = cli(capsys, "inspect", path, *extra)
         assert_one_line_error(code, err, "inspect", f"{path}: tensor 'fc.weight': gap stream")
         assert out == ""
+    code, _, err = cli(capsys, "unpack", path, "-o", tmp_path / "bad.pt")
+    assert_one_line_error(code, err, "unpack", f"{path}: tensor 'fc.weight': gap stream")
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_saving_text_that_utf8_cannot_encode_names_the_file_and_field(tmp_path):
+    path = tmp_path / "m.nsq"
+    message = rf"^cannot write {re.escape(str(path))}: header\['arch'\] = 'net\\udc80'"
+    with pytest.raises(ValueError, match=message):
+        save_compressed(torch.nn.Linear(3, 2), path, arch="net\udc80")
+    assert not path.exists()
