@@ -1303,7 +1303,8 @@ def read_nsq(source, *, max_bytes: int | None = None) -> NSQFile:
     source : str, os.PathLike, bytes, bytearray or memoryview
         A path, or the file's bytes.
     max_bytes : int, optional
-        Decode budget of :meth:`NSQFile.arrays`, all tensors together. Default:
+        Decode budget of :meth:`NSQFile.arrays`: all tensors together, plus the working
+        memory of the one being decoded (:attr:`TensorRecord.decode_bytes`). Default:
         :func:`default_decode_budget` of the file size (256 MiB, or 256 times the file size
         if larger). Raise it for a trusted file with more extreme compression.
 
@@ -1315,7 +1316,8 @@ def read_nsq(source, *, max_bytes: int | None = None) -> NSQFile:
     ------
     FormatError
         Wrong magic, unsupported version, bad checksum, truncation, or any inconsistent
-        field. Stream payloads are checked for consistency when decoded.
+        field (a Huffman block size no writer chooses, a codebook out of order included).
+        Stream payloads are checked for consistency when decoded.
     FileNotFoundError
         When ``source`` is a path that does not exist.
     """
