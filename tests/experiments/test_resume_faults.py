@@ -95,11 +95,22 @@ def tiny_data(tmp_path_factory):
     return f"idx:{folder}"
 
 
-@pytest.fixture
-def frozen(monkeypatch):
-    """Register the tiny network and stop the clock, so that wall times are equal (0) too."""
+def _setup(monkeypatch):
+    """Register the tiny network and stop the clock, so that wall times are equal (0) too; skip
+    fsync (durability against power loss is not what these tests check, and it is slow)."""
     monkeypatch.setitem(MODELS, "tiny", Tiny)
     monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """:func:`_setup`, on one thread (tiny matrices: threads only cost time)."""
+    _setup(monkeypatch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _compress(data, out, **kw):
@@ -166,12 +177,10 @@ def test_compress_killed_at_any_write_resumes_to_identical_outputs(
     names = ("results.json", "table.md", "model.nsq", "compressed.pt", "trained.pt")
 
     def run(out, **kw):
-        monkeypatch.setitem(MODELS, "tiny", Tiny)
-        monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
+        _setup(monkeypatch)
         return _compress(tiny_data, out, **kw)
 
     n = _kill_at_every_step(monkeypatch, run, tmp_path, names)
-    print("operations", n)
     # progress at the start, per stage: training checkpoints, snapshot, record, removals; outputs
     assert n > 30
 
@@ -181,8 +190,7 @@ def test_zero_weights_killed_at_any_write_resumes_to_identical_outputs(
     names = ("results.json", "summary.md", "model.pt")
 
     def run(out, **kw):
-        monkeypatch.setitem(MODELS, "tiny", Tiny)
-        monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
+        _setup(monkeypatch)
         return _zero_weights(tiny_data, out, **kw)
 
     n = _kill_at_every_step(monkeypatch, run, tmp_path, names)
@@ -250,7 +258,7 @@ def _interrupted(tiny_data, out, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _compress(tiny_data, out)
     monkeypatch.undo()
-    monkeypatch.setitem(MODELS, "tiny", Tiny)
+    _setup(monkeypatch)
 
 
 class _Payload:
@@ -280,7 +288,7 @@ def test_planted_pickle_is_refused_and_never_run(tmp_path, monkeypatch, tiny_dat
         assert not marker.exists()
         snapshot.write_bytes(good)
     # the same for a plain pickle
-    snapshot.write_bytes(pickle.dumps(_Payload(marker)))
+    snapshot.write_bytes(pickle.dumps(_Payload(marker), protocol=2))
     with pytest.raises(FormatError, match="rerun without --resume"):
         _compress(tiny_data, out, resume=True)
     assert not marker.exists()
