@@ -254,14 +254,16 @@ def run_compress(
             rt = recipe.prune.retrain_for(step)
             if rt.iterations > 0:
                 tl = train(model, ds.x_train, ds.y_train, rt, device=device, progress=progress,
-                           desc=f"retrain {step}/{recipe.prune.steps}", checkpoint=ckpt, keep_checkpoint=True)
+                           desc=f"retrain {step}/{recipe.prune.steps}", checkpoint=ckpt,
+                           keep_checkpoint=True)
                 record["train"] = tl.to_dict()
         elif kind == "share":
             share_weights_(model, recipe.share)
             record["share"] = [r.to_dict() for r in share_report(model)]
         elif kind == "finetune":
             tl = train(model, ds.x_train, ds.y_train, recipe.finetune, device=device,
-                       progress=progress, desc="fine-tune centroids", checkpoint=ckpt, keep_checkpoint=True)
+                       progress=progress, desc="fine-tune centroids", checkpoint=ckpt,
+                       keep_checkpoint=True)
             record["train"] = tl.to_dict()
         record["accuracy"] = evaluate(model, x_test, y_test)
         record.update(_summary(model))
