@@ -53,7 +53,8 @@ def add_run_args(p: argparse.ArgumentParser, out_default: str) -> None:
     g = p.add_argument_group("run")
     g.add_argument("-o", "--out", default=out_default, help="output folder [%(default)s]")
     g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in the same output folder")
+                   help="continue an interrupted run in the same output folder (without it, "
+                   "a run there starts over and removes the earlier run's outputs)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 

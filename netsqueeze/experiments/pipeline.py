@@ -12,8 +12,11 @@ folder:
   ``results.json``; ``compressed.pt`` — the compressed network as a plain checkpoint (zeros and
   shared values baked in); ``trained.pt`` — the network before compression.
 
-Every finished stage is saved in ``.state/``; ``resume=True`` continues from the last one, and
-training inside a stage resumes from its last finished epoch.
+Progress is kept in ``.state/`` (see :mod:`netsqueeze.experiments.state`) from the start of a
+run: each finished stage is committed by one write (its own model snapshot first, then the
+progress record naming it), so ``resume=True`` continues after the last committed stage however
+the run was stopped, and training inside a stage resumes from its last finished epoch. A resumed
+run writes the same outputs as an uninterrupted one (besides wall times).
 """
 
 from __future__ import annotations
@@ -33,16 +36,20 @@ from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.core.sparse import paper_gap_counts
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import Recipe
-from netsqueeze.experiments.state import RunState
+from netsqueeze.experiments.state import RunState, load_model_snapshot, save_model_snapshot
 from netsqueeze.models import build
 from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
 from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import layer_kind
 from netsqueeze.nn.prune import prune_, pruning_report, strip_
 from netsqueeze.nn.share import share_report, share_weights_
-from netsqueeze.nn.train import evaluate, resolve_device, save_state, to_tensor, train
+from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
-__all__ = ["CompressSpec", "layer_table", "run_compress"]
+__all__ = ["OUTPUTS", "CompressSpec", "layer_table", "run_compress"]
+
+#: The files :func:`run_compress` writes into its output folder.
+OUTPUTS = ("results.json", "table.md", "model.nsq", "compressed.pt", "trained.pt",
+           "accuracy_stages.png", "weight_distribution.png")
 
 HIST_BINS = 121
 
@@ -209,17 +216,25 @@ def run_compress(
     check_images_fit(ds, model, spec.model)
     fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
                    "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
-    state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}})
+    state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}},
+                     outputs=OUTPUTS, log=log)
+    plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
+    done = len(state.data["stages"])
+    if state.resumed:
+        snapshot = state.named("snapshot") if done else None
+        # what the record does not name was written after its last commit: not part of it
+        state.keep_only([f"train-{done}.pt"] + ([snapshot.name] if snapshot else []))
+        state.check_files()
+        if snapshot is not None:
+            load_model_snapshot(snapshot, model)
+            log(f"resuming after stage {done} of {len(plan)} "
+                f"({state.data['stages'][-1]['stage']})")
+        else:
+            log(f"resuming the first stage ({plan[0][0]}) from its last saved epoch"
+                if state.path("train-0.pt").exists() else "resuming from the start")
     model.to(device)
     x_test = to_tensor(ds.x_test, device)
     y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=device)
-    plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
-
-    done = len(state.data["stages"])
-    if done:
-        model = torch.load(state.path("model.pt"), map_location=device, weights_only=False)
-        log(f"resuming after stage {done} of {len(plan)} "
-            f"({state.data['stages'][-1]['stage']})")
     ranges: dict = state.data.get("ranges", {})
 
     for i in range(done, len(plan)):
@@ -229,7 +244,7 @@ def run_compress(
         ckpt = state.path(f"train-{i}.pt")
         if kind == "train":
             tl = train(model, ds.x_train, ds.y_train, recipe.train, device=device,
-                       progress=progress, desc="train", checkpoint=ckpt)
+                       progress=progress, desc="train", checkpoint=ckpt, keep_checkpoint=True)
             record["train"] = tl.to_dict()
         elif kind == "prune":
             cfg = recipe.prune.config_for(step)
@@ -239,14 +254,16 @@ def run_compress(
             rt = recipe.prune.retrain_for(step)
             if rt.iterations > 0:
                 tl = train(model, ds.x_train, ds.y_train, rt, device=device, progress=progress,
-                           desc=f"retrain {step}/{recipe.prune.steps}", checkpoint=ckpt)
+                           desc=f"retrain {step}/{recipe.prune.steps}", checkpoint=ckpt,
+                           keep_checkpoint=True)
                 record["train"] = tl.to_dict()
         elif kind == "share":
             share_weights_(model, recipe.share)
             record["share"] = [r.to_dict() for r in share_report(model)]
         elif kind == "finetune":
             tl = train(model, ds.x_train, ds.y_train, recipe.finetune, device=device,
-                       progress=progress, desc="fine-tune centroids", checkpoint=ckpt)
+                       progress=progress, desc="fine-tune centroids", checkpoint=ckpt,
+                       keep_checkpoint=True)
             record["train"] = tl.to_dict()
         record["accuracy"] = evaluate(model, x_test, y_test)
         record.update(_summary(model))
@@ -272,8 +289,14 @@ def run_compress(
             f"{100 * record['kept']:.1f} % of weights kept, "
             f"{record['distinct_nonzero']:,} distinct non-zero values "
             f"[{record['seconds']:.0f} s]")
-        save_state(model, state.path("model.pt"))  # the whole module: masks, codebooks
-        state.append("stages", record)
+        # commit the stage with one write: the snapshot under a new name, then the record
+        # naming it (a kill in between leaves the previous record and its snapshot intact)
+        snapshot = f"stage-{i}.pt"
+        save_model_snapshot(model, state.path(snapshot))
+        state.data["stages"].append(record)
+        state.data["snapshot"] = snapshot
+        state.save()
+        state.keep_only([snapshot])  # the previous snapshot, this stage's training checkpoint
 
     stages = state.data["stages"]
     times["stages"] = float(sum(s["seconds"] for s in stages))

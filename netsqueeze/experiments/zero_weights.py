@@ -9,8 +9,10 @@
 * ``summary.md`` — the answers in words;
 * ``model.pt`` — the trained network (a netsqueeze checkpoint), for ``compress --checkpoint``.
 
-Progress is kept in ``.state/`` inside the folder; ``resume=True`` continues an interrupted run
-from the last finished epoch and sweep point.
+Progress is kept in ``.state/`` inside the folder from the start of a run (see
+:mod:`netsqueeze.experiments.state`); ``resume=True`` continues an interrupted run from the last
+finished epoch and sweep point, and writes the same outputs as an uninterrupted run (besides
+wall times).
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.experiments import sweeps
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.report import zero_weights_summary
-from netsqueeze.experiments.state import RunState
+from netsqueeze.experiments.state import RunState, load_model_snapshot, save_model_snapshot
 from netsqueeze.models import build, count_weights
 from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.nn.modules import compressible_layers
-from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, save_state, to_tensor, train
+from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, to_tensor, train
 
-__all__ = ["ZeroWeightsSpec", "run_zero_weights"]
+__all__ = ["OUTPUTS", "ZeroWeightsSpec", "run_zero_weights"]
+
+#: The files :func:`run_zero_weights` writes into its output folder.
+OUTPUTS = ("results.json", "summary.md", "model.pt", "zero_fraction.png",
+           "threshold_accuracy.png", "cluster_accuracy.png")
 
 #: Accuracy losses (percentage points) at which summary.md reports the zeroable fraction.
 ZERO_TOLERANCES_PP = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -201,21 +207,36 @@ def run_zero_weights(
     device = resolve_device(spec.device)
     fingerprint = {"spec": spec.to_dict(), "dataset": ds.name, "source": ds.source,
                    "n_train": len(ds.y_train), "n_test": len(ds.y_test)}
-    state = RunState(out, fingerprint, resume, {"threshold": [], "cluster": []})
+    state = RunState(out, fingerprint, resume, {"threshold": [], "cluster": []},
+                     outputs=OUTPUTS, log=log)
+    trained = state.data.get("trained")
+    if state.resumed:
+        if trained is not None and not isinstance(trained, dict):
+            trained = {}  # state.named reports it
+        snapshot = state.named("snapshot") if trained is not None else None
+        # what the record does not name was written after its last commit: not part of it
+        state.keep_only([snapshot.name] if snapshot else ["train-checkpoint.pt"])
+        state.check_files()
 
     t = time.perf_counter()
-    if state.path("trained.pt").exists():
-        model.load_state_dict(torch.load(state.path("trained.pt"), map_location="cpu", weights_only=True))
+    if trained is not None:
+        load_model_snapshot(state.named("snapshot"), model)
         model.to(device)
-        train_log = state.data.get("train_log", {})
+        train_log = dict(trained.get("log") or {})
         log("train: reusing the model trained by the interrupted run")
     else:
+        if state.resumed and state.path("train-checkpoint.pt").exists():
+            log("train: resuming from the last epoch saved by the interrupted run")
         tl = train(model, ds.x_train, ds.y_train, spec.train, device=device, progress=progress,
-                   desc="train", checkpoint=state.path("train-checkpoint.pt"))
+                   desc="train", checkpoint=state.path("train-checkpoint.pt"),
+                   keep_checkpoint=True)
         train_log = tl.to_dict()
-        save_state(model.state_dict(), state.path("trained.pt"))
-        state.data["train_log"] = train_log
+        # one write commits training: the snapshot first, then the record that names it
+        save_model_snapshot(model, state.path("trained.pt"))
+        state.data["trained"] = {"log": train_log}
+        state.data["snapshot"] = "trained.pt"
         state.save()
+        state.keep_only(["trained.pt"])
     times["train"] = time.perf_counter() - t
 
     x_test = to_tensor(ds.x_test, device)

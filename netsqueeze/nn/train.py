@@ -24,12 +24,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from netsqueeze.core.fileio import atomic_write_bytes
+from netsqueeze.errors import FormatError
 from netsqueeze.progress import progress_bar
 
 __all__ = [
     "TrainConfig",
     "TrainLog",
     "evaluate",
+    "load_state",
     "predict_logits",
     "random_shift",
     "resolve_device",
@@ -190,10 +192,56 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def save_state(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (temp file, then rename)."""
+    """``torch.save`` to ``path`` atomically (temp file, then rename).
+
+    ``obj`` should hold only tensors and builtins (dicts, lists, str, numbers, None), so that
+    :func:`load_state` can read it back without unpickling code.
+    """
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_state(
+    path: str | os.PathLike,
+    map_location: str | torch.device | None = "cpu",
+    *,
+    what: str = "state file",
+    fix: str = "delete it to start over",
+):
+    """Read what :func:`save_state` wrote, never executing code from the file.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors and builtins only, so a
+    planted pickle that would run code is refused instead of run.
+
+    Parameters
+    ----------
+    path : path
+    map_location : device, optional
+    what : str
+        What the file is, for the error message ("training checkpoint").
+    fix : str
+        How to recover, for the error message.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    FormatError
+        Truncated, corrupt, or holding anything but tensors and builtins; the one-line message
+        names the file and ``fix``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such {what}; {fix}")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FormatError(
+            f"{p}: not a readable {what} (truncated, corrupt, or holding more than tensors "
+            f"and plain values: {type(exc).__name__}: {first}); {fix}"
+        ) from None
 
 
 def train(
@@ -206,6 +254,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     checkpoint: str | os.PathLike | None = None,
+    keep_checkpoint: bool = False,
     params: list[nn.Parameter] | None = None,
     on_epoch: Callable[[TrainLog], None] | None = None,
 ) -> TrainLog:
@@ -226,7 +275,12 @@ def train(
         Label of the progress bar.
     checkpoint : path, optional
         Save model, optimizer and batch-order state there after every epoch (atomically), and
-        resume from it when it exists; removed when training finishes.
+        resume from it when it exists; removed when training finishes. It holds tensors and
+        builtins only and is read without unpickling code (:func:`load_state`).
+    keep_checkpoint : bool
+        Save the checkpoint after the last epoch too and leave it in place, for a caller that
+        removes it once the trained model is saved elsewhere (a run killed in between then
+        finds training finished instead of starting it over).
     params : list of Parameter, optional
         Parameters to optimize (default: every parameter that requires a gradient).
     on_epoch : callable ``(TrainLog) -> None``, optional
@@ -255,18 +309,32 @@ def train(
     step = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        state = load_state(ckpt, dev, what="training checkpoint",
+                           fix="delete it to start this training over")
+        keys = ("config", "model", "optimizer", "scheduler", "generator", "step", "log")
+        if not isinstance(state, dict) or any(k not in state for k in keys):
+            raise FormatError(
+                f"{ckpt}: not a training checkpoint (it needs {', '.join(keys)}); delete it to "
+                "start this training over"
+            )
         if state.get("config") != cfg.to_dict():
             raise ValueError(
                 f"checkpoint {ckpt} was written with other training settings; delete it to "
                 "start over, or resume with the settings it was written with"
             )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        step = int(state["step"])
-        log = TrainLog(**state["log"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"].cpu())
+            step = int(state["step"])
+            log = TrainLog(**state["log"])
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise FormatError(
+                f"{ckpt}: does not fit this model and training ({type(exc).__name__}: {first}); "
+                "delete it to start this training over"
+            ) from None
         log.resumed_from = step
     batch = min(int(cfg.batch_size), n)
     per_epoch = math.ceil(n / batch)
@@ -298,7 +366,7 @@ def train(
             log.epoch_loss.append(total_loss / max(seen, 1))
             log.iterations = step
             log.seconds = time.perf_counter() - t0
-            if ckpt is not None and step < cfg.iterations:
+            if ckpt is not None and (step < cfg.iterations or keep_checkpoint):
                 save_state(
                     {
                         "config": cfg.to_dict(),
@@ -318,7 +386,7 @@ def train(
     model.eval()
     log.iterations = step
     log.seconds = time.perf_counter() - t0
-    if ckpt is not None:
+    if ckpt is not None and not keep_checkpoint:
         ckpt.unlink(missing_ok=True)
     return log
 

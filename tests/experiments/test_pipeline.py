@@ -111,7 +111,7 @@ def test_interrupted_run_resumes_and_loses_at_most_an_epoch(tmp_path, monkeypatc
     assert not (tmp_path / "results.json").exists()
     progress = json.loads((tmp_path / ".state" / "progress.json").read_text())
     assert [s["stage"] for s in progress["stages"]] == ["train", "prune 1/2"]
-    ckpt = torch.load(tmp_path / ".state" / "train-2.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / ".state" / "train-2.pt", weights_only=True)
     assert ckpt["step"] == 40  # one epoch of the second retraining kept
     monkeypatch.setattr(pipeline, "train", real_train)
 
