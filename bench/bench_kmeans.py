@@ -1,17 +1,27 @@
 """Benchmark of netsqueeze's 1-D k-means against scikit-learn and the ``kmeans1d`` package.
 
-Data: Laplace-distributed float32 "weights" (scale 0.02, seed 0), ``n`` from 10**4 to 10**8 in
-decades; ``k`` in {4, 16, 64, 256}. Every method of one ``n`` reads the same array (saved once
-to a temporary ``.npy`` file).
+Two tables, one function each (``table_targets``, ``table_grid``):
+
+* ``targets``: normal weights (scale 0.05), ``n`` in {10**6, 10**7}, ``k`` in {16, 32, 64, 256},
+  every method below (``kmeans1d_pkg`` only up to ``n = 10**6``): the speed targets.
+* ``grid``: ``method="auto"`` beside scikit-learn (``n_init=1``) over three kinds of weights
+  (normal 0.05, Laplace 0.02, and "pruned": normal 0.05 with every ``|w| <= 0.06`` removed,
+  two modes with a gap), ``n`` from 10**4 to 10**8 in decades, ``k`` in {4, 16, 32, 64, 256}:
+  is auto's SSE ever higher than scikit-learn's?
+
+Data: float32, ``numpy.random.default_rng(0)``, generated in chunks; every method of one
+``(kind, n)`` reads the same array (saved once to a temporary ``.npy`` file).
 
 Methods:
 
+* ``ours_auto``: ``KMeans1D(k, method="auto")``: the dynamic programme on the distinct values
+  when cheap, else on a histogram of about 32 bins per cluster refined to full resolution
+  (``method_`` in the results says which).
 * ``ours_lloyd``: ``KMeans1D(k, init="linear", method="lloyd")`` (defaults: max_iter=300,
   tol=1e-6), the paper's initialisation.
 * ``ours_exact``: ``KMeans1D(k, method="exact")``: the optimum on the distinct values when there
-  are at most 65536 of them, else the optimum of a 65536-bin histogram polished by Lloyd on the
-  data (``method_`` in the results says which; ``lower_bound`` is its certified lower bound on
-  the optimal SSE).
+  are at most 65536 of them, else the optimum of a 16384-bin histogram refined to full
+  resolution (``lower_bound`` is its certified lower bound on the optimal SSE).
 * ``sklearn_n1``: ``sklearn.cluster.KMeans(k, n_init=1, algorithm="lloyd", random_state=0)`` on
   ``x.reshape(-1, 1)`` (float32 kept). With k-means++ init this *is* scikit-learn's default
   (``n_init="auto"`` means 1 run).
@@ -19,7 +29,8 @@ Methods:
 * ``kmeans1d_pkg``: ``kmeans1d.cluster(x.tolist(), k)``, the exact ``O(kn)`` SMAWK algorithm in
   C++ (its input is a Python sequence; the ``tolist()`` is timed as part of the call).
 
-Each case runs in a fresh subprocess. Measured there:
+Each case runs in a fresh subprocess, one at a time, all with the same threads (the
+environment's; scikit-learn uses OpenMP on every core). Measured there:
 
 * ``seconds``: wall time of the fit (plus producing labels), ``time.perf_counter``;
 * ``peak_mib``: extra peak resident memory of the fit: the resident-set high-water mark
@@ -32,12 +43,14 @@ Each case runs in a fresh subprocess. Measured there:
 A baseline is skipped (with the reason recorded) when its estimated time exceeds ``--timeout`` or
 its estimated memory exceeds ``--max-mem-gib``, and killed if it runs past 1.5 x ``--timeout``.
 Ratios compare ours to each baseline within the same run and the same data: ``speedup`` is
-baseline seconds / our seconds, ``sse_ratio`` is our SSE / baseline SSE.
+baseline seconds / our seconds, ``sse_ratio`` is our SSE / baseline SSE. The load average after
+each case is recorded: on a machine shared with other work, times are inflated (scikit-learn's
+threads more so than our single thread).
 
 Usage::
 
     python bench/bench_kmeans.py --out bench/results/kmeans.json
-    python bench/bench_kmeans.py --quick
+    python bench/bench_kmeans.py --tables grid --ns 1e4 1e5 --quick
 """
 
 from __future__ import annotations
@@ -60,24 +73,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_info  # also puts the project root on sys.path
 
-METHODS = ("ours_lloyd", "ours_exact", "sklearn_n1", "sklearn_n10", "kmeans1d_pkg")
+METHODS = ("ours_auto", "ours_lloyd", "ours_exact", "sklearn_n1", "sklearn_n10", "kmeans1d_pkg")
 BASELINES = ("sklearn_n1", "sklearn_n10", "kmeans1d_pkg")
-OURS = ("ours_lloyd", "ours_exact")
-SCALE = 0.02
+OURS = ("ours_auto", "ours_lloyd", "ours_exact")
+KINDS = {"normal": 0.05, "laplace": 0.02, "pruned": 0.05}  # scale of each kind of weights
+PRUNE_BELOW = 0.06  # "pruned": |w| <= this removed
 SEED = 0
+KMEANS1D_MAX_N = 10**6  # the package's k x n tables: above this it is not run
 
 
 # -- data -------------------------------------------------------------------------------------
 
 
-def make_data(n: int, seed: int = SEED) -> np.ndarray:
-    """Laplace(0, SCALE) float32, generated in chunks (no float64 copy of size n)."""
+def make_data(n: int, kind: str = "normal", seed: int = SEED) -> np.ndarray:
+    """``n`` float32 weights of one kind (see ``KINDS``), generated in chunks (no float64 copy
+    of size n)."""
     rng = np.random.default_rng(seed)
+    scale = KINDS[kind]
     out = np.empty(n, dtype=np.float32)
     step = 1 << 22
-    for lo in range(0, n, step):
-        hi = min(lo + step, n)
-        out[lo:hi] = rng.laplace(0.0, SCALE, size=hi - lo)
+    filled = 0
+    while filled < n:
+        size = min(step, n - filled)
+        if kind == "laplace":
+            chunk = rng.laplace(0.0, scale, size=size)
+        elif kind == "normal":
+            chunk = rng.normal(0.0, scale, size=size)
+        else:  # about 23 % of a normal survive |w| > 1.2 sigma
+            chunk = rng.normal(0.0, scale, size=5 * size)
+            chunk = chunk[np.abs(chunk) > PRUNE_BELOW][:size]
+        out[filled : filled + chunk.size] = chunk
+        filled += chunk.size
     return out
 
 
@@ -138,7 +164,9 @@ def run_case(data_path: str, method: str, k: int) -> dict:
     how, base = _reset_peak()
     extra: dict = {}
     t0 = time.perf_counter()
-    if method == "ours_lloyd":
+    if method == "ours_auto":
+        km = KMeans1D(k, method="auto").fit(x)
+    elif method == "ours_lloyd":
         km = KMeans1D(k, init="linear", method="lloyd").fit(x)
     elif method == "ours_exact":
         km = KMeans1D(k, method="exact").fit(x)
@@ -190,6 +218,8 @@ def estimate(method: str, n: int, k: int) -> tuple[float, float]:
 
 
 def skip_reason(method: str, n: int, k: int, timeout: float, max_mem: float) -> str | None:
+    if method == "kmeans1d_pkg" and n > KMEANS1D_MAX_N:
+        return f"skipped: n > {KMEANS1D_MAX_N:.0e}"
     secs, mem = estimate(method, n, k)
     if secs > timeout:
         return f"skipped: estimated {secs:.0f} s > {timeout:.0f} s cap"
@@ -231,7 +261,7 @@ def ratios(cases: dict) -> dict:
     return out
 
 
-def fmt_row(n: int, k: int, cases: dict, methods=METHODS) -> str:
+def fmt_row(kind: str, n: int, k: int, cases: dict, methods) -> str:
     cells = []
     for m in methods:
         c = cases.get(m, {})
@@ -239,7 +269,64 @@ def fmt_row(n: int, k: int, cases: dict, methods=METHODS) -> str:
             cells.append(f"{c['seconds']:.3g} s / {c['peak_mib']:.0f} MiB / {c['sse']:.6g}")
         else:
             cells.append(c.get("skipped", "-").split(":")[0])
-    return f"| {n:.0e} | {k} | " + " | ".join(cells) + " |"
+    return f"| {kind} | {n:.0e} | {k} | " + " | ".join(cells) + " |"
+
+
+def run_cases(kinds, ns, ks, methods, args, tmp: Path) -> list[dict]:
+    """Every method on every (kind, n, k), one subprocess per case; prints a Markdown table."""
+    max_mem = args.max_mem_gib * 2**30
+    print("| kind | n | k | " + " | ".join(methods) + " |", flush=True)
+    print("|---|---|---|" + "---|" * len(methods), flush=True)
+    out = []
+    for kind in kinds:
+        for n in ns:
+            path = tmp / f"{kind}{n}.npy"
+            np.save(path, make_data(n, kind))
+            for k in ks:
+                cases = {}
+                for m in methods:
+                    reason = skip_reason(m, n, k, args.timeout, max_mem) if m in BASELINES else None
+                    if reason:
+                        cases[m] = {"skipped": reason}
+                        continue
+                    cases[m] = run_in_subprocess(str(path), m, k, 1.5 * args.timeout)
+                out.append(
+                    {
+                        "kind": kind,
+                        "n": n,
+                        "k": k,
+                        "results": cases,
+                        "ratios": ratios(cases),
+                        "loadavg_1min_after": os.getloadavg()[0],
+                    }
+                )
+                print(fmt_row(kind, n, k, cases, methods), flush=True)
+            path.unlink()
+    return out
+
+
+def _pick(given, default):
+    return [type(default[0])(v) for v in given] if given else list(default)
+
+
+def table_targets(args, tmp: Path) -> list[dict]:
+    """Speed targets: normal weights, n in {1e6, 1e7}, k in {16, 32, 64, 256}, every method."""
+    ns = _pick(args.ns, [10**6, 10**7])
+    ks = _pick(args.ks, [16, 32, 64, 256])
+    methods = args.methods or ["ours_auto", "ours_exact", "ours_lloyd", "sklearn_n1", "kmeans1d_pkg"]
+    return run_cases(["normal"], [int(n) for n in ns], ks, methods, args, tmp)
+
+
+def table_grid(args, tmp: Path) -> list[dict]:
+    """Is auto ever worse than scikit-learn? Three kinds of weights, n 1e4..1e8, k 4..256."""
+    ns = _pick(args.ns, [10**4, 10**5, 10**6, 10**7, 10**8])
+    ks = _pick(args.ks, [4, 16, 32, 64, 256])
+    kinds = args.kinds or list(KINDS)
+    methods = args.methods or ["ours_auto", "sklearn_n1"]
+    return run_cases(kinds, [int(n) for n in ns], ks, methods, args, tmp)
+
+
+TABLES = {"targets": table_targets, "grid": table_grid}
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -248,10 +335,12 @@ def fmt_row(n: int, k: int, cases: dict, methods=METHODS) -> str:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench/results/kmeans.json", help="JSON result file")
+    ap.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     ap.add_argument("--quick", action="store_true", help="small sweep: n <= 10**5, k in {4, 16}")
-    ap.add_argument("--ns", type=float, nargs="+", default=None, help="sizes (default 1e4..1e8)")
+    ap.add_argument("--kinds", nargs="+", default=None, choices=list(KINDS))
+    ap.add_argument("--ns", type=float, nargs="+", default=None, help="sizes (per-table default)")
     ap.add_argument("--ks", type=int, nargs="+", default=None, help="cluster counts")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=None, choices=METHODS)
     ap.add_argument("--timeout", type=float, default=120.0, help="per-case time cap, seconds")
     ap.add_argument("--max-mem-gib", type=float, default=6.0, help="per-case memory cap")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -261,17 +350,21 @@ def main(argv=None) -> dict:
         data_path, method, k = json.loads(args.worker)
         print(json.dumps(run_case(data_path, method, int(k))))
         return {}
+    if args.quick:
+        args.ns = args.ns or [1e4, 1e5]
+        args.ks = args.ks or [4, 16]
 
-    ns = [int(v) for v in (args.ns or ([1e4, 1e5] if args.quick else [1e4, 1e5, 1e6, 1e7, 1e8]))]
-    ks = args.ks or ([4, 16] if args.quick else [4, 16, 64, 256])
-    max_mem = args.max_mem_gib * 2**30
     started = time.perf_counter()
     result = {
         "benchmark": "kmeans1d",
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(("scikit-learn", "kmeans1d")),
-        "data": f"Laplace(0, {SCALE}) float32, numpy default_rng({SEED}), same array for all",
+        "threads": {
+            v: os.environ.get(v)
+            for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
+        },
+        "data": {kind: f"scale {s}, float32, numpy default_rng({SEED})" for kind, s in KINDS.items()},
         "measured": {
             "seconds": "wall time of fit (perf_counter), in a fresh subprocess per case",
             "peak_mib": "peak RSS of the fit (VmHWM reset before it) minus RSS after imports and"
@@ -280,33 +373,13 @@ def main(argv=None) -> dict:
         },
         "timeout_s": args.timeout,
         "max_mem_gib": args.max_mem_gib,
-        "cases": [],
+        "tables": {},
     }
-    print("| n | k | " + " | ".join(args.methods) + " |", flush=True)
-    print("|---|---|" + "---|" * len(args.methods), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_kmeans_"))
     try:
-        for n in ns:
-            path = tmp / f"x{n}.npy"
-            np.save(path, make_data(n))
-            for k in ks:
-                cases = {}
-                for m in args.methods:
-                    reason = skip_reason(m, n, k, args.timeout, max_mem) if m in BASELINES else None
-                    if reason:
-                        cases[m] = {"skipped": reason}
-                        continue
-                    cases[m] = run_in_subprocess(str(path), m, k, 1.5 * args.timeout)
-                entry = {
-                    "n": n,
-                    "k": k,
-                    "results": cases,
-                    "ratios": ratios(cases),
-                    "loadavg_1min_after": os.getloadavg()[0],
-                }
-                result["cases"].append(entry)
-                print(fmt_row(n, k, cases, args.methods), flush=True)
-            path.unlink()
+        for name in args.tables:
+            print(f"\n## {name}", flush=True)
+            result["tables"][name] = TABLES[name](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["total_seconds"] = time.perf_counter() - started

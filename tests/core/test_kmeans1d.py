@@ -324,7 +324,10 @@ def test_auto_picks_by_cost():
     x = np.random.default_rng(0).normal(size=2000)
     assert KMeans1D(4, method="auto").fit(x).method_ == "exact"
     big = np.random.default_rng(0).normal(size=70_000)
-    assert KMeans1D(300, method="auto").fit(big).method_ == "lloyd"
+    km = KMeans1D(40, method="auto").fit(big)  # 40 * 70,000 * log2(70,000) > 2**25
+    assert km.method_ == "histogram"
+    assert km.n_bins_ == 2048  # about 32 bins per cluster, a power of two
+    assert KMeans1D(5000, method="auto", max_iter=3).fit(big).method_ == "lloyd"
 
 
 def test_exact_refuses_a_huge_table():
@@ -359,3 +362,124 @@ def test_properties(values, k):
         assert km.inertia_ == pytest.approx(ref, rel=1e-9, abs=1e-9)
         assert_nearest(x, km, atol=1e-6)
     assert exact.inertia_ <= lloyd.inertia_ * (1 + 1e-9) + 1e-9
+
+
+# ---- the programme's parts, against brute force ---------------------------------------------
+
+
+def _run_cost(s, a, b):
+    return float(np.sum((s[a:b] - s[a:b].mean()) ** 2))
+
+
+def test_row_min_matches_brute_force():
+    # D[i] = S2[i] + min over t in [t_first[i], t_last[i]] of A[t] - (S1[i]-S1[t])^2/(W[i]-W[t]):
+    # the cost of the first i sorted values with the last run starting at t.
+    from netsqueeze.core.kmeans1d import _row_min
+
+    rng = np.random.default_rng(3)
+    s = np.sort(rng.normal(size=40))
+    W = np.arange(41, dtype=float)
+    S1 = np.concatenate(([0.0], np.cumsum(s)))
+    S2 = np.concatenate(([0.0], np.cumsum(s * s)))
+    A = rng.uniform(0, 1, size=41) - S2  # any previous row works: A[t] = D_prev[t] - S2[t]
+    rows = np.arange(5, 41)
+    t_first = np.maximum(0, rows // 3)
+    t_last = rows - 1
+    D, opt = _row_min(A, W, S1, W[rows], S1[rows], S2[rows], t_first, t_last)
+    for r, i in enumerate(rows):
+        cand = {t: A[t] + S2[t] + _run_cost(s, t, i) for t in range(t_first[r], t_last[r] + 1)}
+        best = min(cand.values())
+        assert D[r] == pytest.approx(best, rel=1e-9, abs=1e-9)
+        assert cand[int(opt[r])] == pytest.approx(best, rel=1e-9, abs=1e-9)
+    # an empty range gives inf
+    D, _ = _row_min(A, W, S1, W[rows], S1[rows], S2[rows], rows, rows - 1)
+    assert np.all(np.isinf(D))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_band_programme_is_the_best_partition_within_the_bands(seed):
+    from netsqueeze.core.kmeans1d import _band_dp, _SortedData
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=14).round(1)  # repeated values: cuts only between distinct values
+    data = _SortedData(x, None)
+    s = data.s
+    starts = [p for p in range(1, s.size) if s[p] != s[p - 1]]
+    k = 3
+    lo = np.sort(rng.integers(1, s.size, size=k - 1))
+    hi = np.minimum(lo + rng.integers(0, 6, size=k - 1), s.size - 1)
+    best, best_cuts = np.inf, None
+    for c1, c2 in itertools.product(starts, starts):
+        if c1 < c2 and lo[0] <= c1 <= hi[0] and lo[1] <= c2 <= hi[1]:
+            cost = sum(_run_cost(s, a, b) for a, b in itertools.pairwise((0, c1, c2, s.size)))
+            if cost < best - 1e-12:
+                best, best_cuts = cost, (0, c1, c2, s.size)
+    cuts = _band_dp(data, None, lo, hi)
+    if best_cuts is None:
+        assert cuts is None
+        return
+    cost = sum(_run_cost(s, a, b) for a, b in itertools.pairwise(cuts))
+    assert cost == pytest.approx(best, rel=1e-9, abs=1e-12)
+
+
+def test_histogram_path_hand_worked():
+    # 2 bins cannot separate {0, 1, 2} from {9, 10} on their own; refining the cut at full
+    # resolution finds the optimum: centroids 1 and 9.5, SSE 2 + 0.5.
+    x = np.array([0.0, 1.0, 2.0, 9.0, 10.0])
+    for n_bins in (2, 3):
+        km = KMeans1D(2, method="exact", n_bins=n_bins).fit(x)
+        assert km.method_ == "histogram"
+        assert km.centroids_.tolist() == [1.0, 9.5]
+        assert km.inertia_ == pytest.approx(2.5)
+        assert km.inertia_lower_bound_ <= 2.5 + 1e-12
+
+
+# ---- exactness against the kmeans1d package (an O(kn) exact C++ implementation) -------------
+
+
+def _weights(dist, n, seed):
+    rng = np.random.default_rng(seed)
+    if dist == "normal":
+        return (0.05 * rng.normal(size=n)).astype(np.float32)
+    if dist == "laplace":
+        return (0.02 * rng.laplace(size=n)).astype(np.float32)
+    x = 0.05 * rng.normal(size=6 * n)  # pruned: the smallest magnitudes removed, two modes
+    return x[np.abs(x) > 0.06][:n].astype(np.float32)
+
+
+@pytest.mark.parametrize("dist", ["normal", "laplace", "pruned"])
+def test_exact_equals_the_kmeans1d_package(dist):
+    import kmeans1d
+    x = _weights(dist, 6000, 7)
+    for k in (4, 16, 64, 256):
+        ref = kmeans1d.cluster(x.tolist(), k)
+        opt = direct_sse(x, np.asarray(ref.centroids), np.asarray(ref.clusters))
+        km = KMeans1D(k, method="exact").fit(x)
+        assert km.method_ == "exact"  # 6000 distinct values: the programme runs on them all
+        assert km.inertia_ == pytest.approx(opt, rel=1e-9)
+        assert km.inertia_lower_bound_ == pytest.approx(opt, rel=1e-9)
+        # the histogram path (forced by a small n_bins) is within its certified bracket and,
+        # refined at full resolution, close to the optimum
+        hist = KMeans1D(k, method="exact", n_bins=max(256, 16 * k)).fit(x)
+        assert hist.method_ == "histogram"
+        assert hist.inertia_lower_bound_ <= opt * (1 + 1e-9)
+        assert opt * (1 - 1e-9) <= hist.inertia_ <= opt * (1 + 1e-3)
+
+
+# ---- auto is never worse than scikit-learn's k-means++ ---------------------------------------
+
+
+@pytest.mark.parametrize("dist", ["normal", "laplace", "pruned"])
+def test_auto_not_worse_than_scikit_learn(dist):
+    from sklearn.cluster import KMeans
+
+    for n, ks in ((10_000, (4, 16, 64, 256)), (40_000, (32,))):
+        x = _weights(dist, n, 11)
+        for k in ks:
+            auto = KMeans1D(k, method="auto").fit(x)
+            assert x.size == n
+            assert auto.method_ == ("exact" if k * n * np.log2(n) <= 2**25 else "histogram")
+            assert_nearest(x, auto, atol=1e-7)
+            sk = KMeans(k, n_init=1, random_state=k).fit(x.reshape(-1, 1))
+            sk_sse = direct_sse(x, sk.cluster_centers_.ravel().astype(np.float64), sk.labels_)
+            assert auto.inertia_ <= sk_sse * (1 + 1e-9), (n, k)
