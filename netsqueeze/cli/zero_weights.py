@@ -42,6 +42,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--notebook-drop", type=float, default=0.05,
                    help="the notebook's rule: stop before a step-to-step drop larger than this "
                    "[%(default)s]")
+    p.add_argument("--save-chosen", action="store_true",
+                   help="also write threshold.nsq and clusters.nsq: the model at the chosen "
+                   "threshold and at the chosen cluster step, with their measured sizes and "
+                   "accuracies in summary.md")
     common.add_run_args(p, out_default="runs/zero-weights")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
     return p
@@ -62,6 +66,7 @@ def spec_from_args(args: argparse.Namespace):
         bias_clusters=args.bias_clusters if args.bias_clusters > 0 else None,
         kmeans_init=args.kmeans_init, kmeans_method=args.kmeans_method,
         tolerance_pp=args.tolerance, notebook_max_drop=args.notebook_drop, device=args.device,
+        save_chosen=args.save_chosen,
     ).validate()
 
 
@@ -74,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     results = run_zero_weights(spec, args.out, progress=not args.quiet, resume=args.resume)
     out = Path(args.out)
-    print(f"wrote {out / 'results.json'}, {out / 'summary.md'} and 3 figures in "
+    from netsqueeze.experiments.html_report import write_report
+
+    report = write_report(out)
+    print(f"wrote {out / 'results.json'}, {out / 'summary.md'}, {report.name} and 3 figures in "
           f"{results['wall_times']['total']:.0f} s")
     print(one_line_summary(results))
     return 0

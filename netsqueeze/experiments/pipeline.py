@@ -22,7 +22,7 @@ import copy
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from netsqueeze.core.sparse import paper_gap_counts
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import Recipe
 from netsqueeze.experiments.state import RunState
+from netsqueeze.experiments.zero_weights import run_versions
 from netsqueeze.models import build
 from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
 from netsqueeze.nn.export import compressed_report, save_compressed
@@ -57,6 +58,7 @@ class CompressSpec:
     download: bool = True
     checkpoint: str | None = None
     device: str = "auto"
+    overrides: dict = field(default_factory=dict)  # recipe knobs given on the command line
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -290,6 +292,7 @@ def run_compress(
         "n_test_images": int(ds.n_test),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "versions": run_versions(),
         "stages": stages,
         "table": table,
         "distributions": state.data["distributions"],
