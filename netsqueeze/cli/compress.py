@@ -16,8 +16,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "evaluate every stage",
         description="Train (or load --checkpoint), prune and retrain step by step, share "
         "weights with k-means and fine-tune the centroids, measuring accuracy on the whole "
-        "test set after every stage. Writes results.json, table.md, figures and "
-        "compressed.pt (for netsqueeze pack).",
+        "test set after every stage. Writes results.json, table.md, figures, model.nsq, "
+        "compressed.pt (for netsqueeze pack) and report.html (one self-contained page). "
+        "--sparsity, --bits, --iterations and --steps override the recipe.",
     )
     p.add_argument("--model", default="lenet5",
                    help="lenet5, lenet-300-100 or notebook-cnn [%(default)s]")
@@ -27,10 +28,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="start from this trained checkpoint instead of training")
     g = p.add_argument_group("recipe overrides (recorded in results.json)")
-    g.add_argument("--sparsity", type=_sparsity, default=None, metavar="S | LAYER=S,...",
+    g.add_argument("--sparsity", type=_sparsity, default=None, metavar="SPARSITY",
                    help="final fraction of weights pruned: one number for every layer, or "
                    "per layer (fc1=0.95,fc2=0.9; names or fnmatch patterns)")
-    g.add_argument("--bits", type=_bits, default=None, metavar="B | LAYER=B,...",
+    g.add_argument("--bits", type=_bits, default=None, metavar="BITS",
                    help="index bits of weight sharing (2**B shared values): one number for "
                    "every layer, or per layer (conv*=6,fc1=4)")
     g.add_argument("--iterations", type=_positive_int, default=None,

@@ -15,8 +15,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="train the notebook CNN, sweep thresholds and cluster counts, answer how many "
         "weights can be zeroed and how few distinct values they need",
         description="Train a network, zero weights below 50 thresholds, replace weights by "
-        "k-means centres over a 15-step schedule, and write results.json, three figures and "
-        "summary.md. Accuracy is measured on the whole test set.",
+        "k-means centres over a 15-step schedule, and write results.json, three figures, "
+        "summary.md and report.html (one self-contained page). Accuracy is measured on the "
+        "whole test set.",
     )
     common.add_data_args(p)
     p.add_argument("--model", default="notebook-cnn",

@@ -948,6 +948,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise FormatError(f"{src}: not valid JSON ({exc}); was the run interrupted?") from None
     if not isinstance(results, dict) or "kind" not in results:
         raise FormatError(f"{src}: not a netsqueeze results file (no 'kind' field)")
+    if results["kind"] not in _RENDERERS:
+        raise FormatError(f"{src}: no report for results of kind {results['kind']!r}; expected "
+                          f"one of {', '.join(_RENDERERS)}")
     try:
         text = render_report(results)
     except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
