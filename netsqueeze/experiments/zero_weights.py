@@ -162,6 +162,9 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
     return out
 
 
+_versions = run_versions  # the former private name
+
+
 def apply_threshold_(model: torch.nn.Module, threshold: float, *,
                      include_bias: bool = True) -> torch.nn.Module:
     """Zero every conv / linear weight (and bias) with ``|w| < threshold``, in place.
@@ -358,7 +361,8 @@ def run_zero_weights(
     model = build(spec.model)
     check_images_fit(ds, model, spec.model)
     device = resolve_device(spec.device)
-    fingerprint = {"spec": spec.to_dict(), "dataset": ds.name, "source": ds.source,
+    measured = {k: v for k, v in spec.to_dict().items() if k != "save_chosen"}  # not a setting
+    fingerprint = {"spec": measured, "dataset": ds.name, "source": ds.source,
                    "n_train": len(ds.y_train), "n_test": len(ds.y_test)}
     state = RunState(out, fingerprint, resume, {"threshold": [], "cluster": []})
 
