@@ -16,8 +16,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "evaluate every stage",
         description="Train (or load --checkpoint), prune and retrain step by step, share "
         "weights with k-means and fine-tune the centroids, measuring accuracy on the whole "
-        "test set after every stage. Writes results.json, table.md, figures and "
-        "compressed.pt (for netsqueeze pack).",
+        "test set after every stage. Writes results.json, table.md, figures, model.nsq, "
+        "compressed.pt (for netsqueeze pack) and report.html (one self-contained page). "
+        "--sparsity, --bits, --iterations and --steps override the recipe.",
     )
     p.add_argument("--model", default="lenet5",
                    help="lenet5, lenet-300-100 or notebook-cnn [%(default)s]")
@@ -26,10 +27,110 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "notebook-cnn) [the model's built-in recipe]")
     p.add_argument("--checkpoint", default=None,
                    help="start from this trained checkpoint instead of training")
+    g = p.add_argument_group("recipe overrides (recorded in results.json)")
+    g.add_argument("--sparsity", type=_sparsity, default=None, metavar="SPARSITY",
+                   help="final fraction of weights pruned: one number for every layer, or "
+                   "per layer (fc1=0.95,fc2=0.9; names or fnmatch patterns)")
+    g.add_argument("--bits", type=_bits, default=None, metavar="BITS",
+                   help="index bits of weight sharing (2**B shared values): one number for "
+                   "every layer, or per layer (conv*=6,fc1=4)")
+    g.add_argument("--iterations", type=_positive_int, default=None,
+                   help="iterations of the initial training (ignored with --checkpoint)")
+    g.add_argument("--steps", type=_positive_int, default=None,
+                   help="rounds of prune + retrain")
     common.add_data_args(p)
     common.add_run_args(p, out_default="runs/compress")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
     return p
+
+
+def _pairs(text: str, convert, what: str):
+    """``0.9`` -> 0.9; ``fc1=0.9,fc2=0.8`` -> {"fc1": 0.9, "fc2": 0.8}."""
+    try:
+        if "=" not in text:
+            return convert(text)
+        out = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            if not name.strip() or not value.strip():
+                raise ValueError(part)
+            out[name.strip()] = convert(value)
+        return out
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {what} or LAYER={what},LAYER={what}..., got {text!r}") from None
+
+
+def _sparsity(text: str):
+    def conv(v):
+        x = float(v)
+        if not 0 <= x < 1:
+            raise ValueError(v)
+        return x
+
+    return _pairs(text, conv, "a fraction in [0, 1)")
+
+
+def _bits(text: str):
+    def conv(v):
+        x = int(v)
+        if not 1 <= x <= 16:
+            raise ValueError(v)
+        return x
+
+    return _pairs(text, conv, "an integer in 1..16")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
+def apply_overrides(recipe, args: argparse.Namespace):
+    """The recipe with the command line's knobs applied, and the knobs given (for results.json).
+
+    ``--sparsity`` replaces the pruning criterion (adding a [prune] stage when the recipe has
+    none, retrained at a tenth of the learning rate), ``--bits`` the sharing bits (adding a
+    [share] stage), ``--iterations`` the initial training, ``--steps`` the pruning rounds.
+    """
+    import dataclasses
+
+    from netsqueeze.experiments.recipe import PruneStage
+    from netsqueeze.nn.prune import PruneConfig
+    from netsqueeze.nn.share import ShareConfig
+
+    given = {k: getattr(args, k, None) for k in ("sparsity", "bits", "iterations", "steps")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return recipe, {}
+    if "iterations" in given:
+        recipe.train = dataclasses.replace(recipe.train, iterations=given["iterations"])
+    if "sparsity" in given:
+        scope = recipe.prune.config.scope if recipe.prune is not None else "layer"
+        if isinstance(given["sparsity"], dict) and scope == "global":
+            scope = "layer"
+        cfg = PruneConfig(sparsity=given["sparsity"], scope=scope)
+        if recipe.prune is None:
+            retrain = dataclasses.replace(recipe.train, lr=recipe.train.lr / 10)
+            recipe.prune = PruneStage(config=cfg, retrain=retrain)
+        else:
+            recipe.prune.config = cfg
+    if "steps" in given:
+        if recipe.prune is None:
+            raise ValueError(f"--steps: recipe {recipe.name!r} has no [prune] stage; give "
+                             "--sparsity too")
+        recipe.prune.steps = given["steps"]
+    if "bits" in given:
+        if recipe.share is None:
+            recipe.share = ShareConfig(bits=given["bits"])
+        else:
+            recipe.share.bits = given["bits"]
+    return recipe, given
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,15 +142,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
-    recipe = load_recipe(args.recipe or args.model)
+    recipe, overrides = apply_overrides(load_recipe(args.recipe or args.model), args)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
-                        download=args.download, checkpoint=args.checkpoint, device=args.device)
+                        download=args.download, checkpoint=args.checkpoint, device=args.device,
+                        overrides=overrides)
     results = run_compress(spec, recipe, args.out, progress=not args.quiet, resume=args.resume)
     s = results["summary"]
     out = Path(args.out)
     f = results["file"]["totals"]
-    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'model.nsq'} and figures "
-          f"in {results['wall_times']['total']:.0f} s")
+    from netsqueeze.experiments.html_report import write_report
+
+    report = write_report(out)
+    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'model.nsq'}, "
+          f"{report.name} and figures in {results['wall_times']['total']:.0f} s")
     print(f"{args.model}: top-1 error {s['trained_error_pct']:.2f} % -> {s['final_error_pct']:.2f} % "
           f"with {100 * s['kept_fraction']:.1f} % of weights kept; model.nsq {f['file_bytes']:,} "
           f"bytes, {f['ratio_to_dense']:.1f}x smaller than dense float32")

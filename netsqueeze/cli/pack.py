@@ -45,8 +45,58 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--codebook-dtype", choices=("float16", "float32"), default=None,
                    help="store the shared values of conv/linear weights in this dtype (float16 "
                    "rounds them; default: the weights' own dtype, exact)")
+    g = p.add_argument_group(
+        "zeroing or sharing first (the two answers of zero-weights, for any checkpoint)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="zero every conv / linear weight and bias with |w| < T before encoding")
+    x.add_argument("--clusters", type=_cluster_list, default=None, metavar="K1,K2,...",
+                   help="replace each conv / linear layer's weights by K k-means centres (one "
+                   "count per layer, in the model's order) before encoding")
+    g.add_argument("--keep-biases", dest="include_bias", action="store_false",
+                   help="--threshold: leave biases as they are")
+    g.add_argument("--bias-clusters", type=int, default=2,
+                   help="--clusters: shared values of each layer's biases; 0 leaves them "
+                   "[%(default)s]")
     p.set_defaults(run=run)
     return p
+
+
+def _cluster_list(text: str) -> tuple[int, ...]:
+    from netsqueeze.cli.common import int_list
+
+    vals = int_list(text)
+    if any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"cluster counts must be >= 1, got {text!r}")
+    return vals
+
+
+def apply_answers(model, args: argparse.Namespace) -> str | None:
+    """Apply --threshold or --clusters to ``model`` in place; say what was done (or None)."""
+    from netsqueeze.experiments.zero_weights import apply_clusters_, apply_threshold_
+    from netsqueeze.nn.modules import compressible_layers
+
+    threshold = getattr(args, "threshold", None)
+    clusters = getattr(args, "clusters", None)
+    if threshold is not None:
+        if not math.isfinite(threshold) or threshold < 0:
+            raise ValueError(f"--threshold must be a finite number >= 0, got {threshold}")
+        apply_threshold_(model, threshold, include_bias=args.include_bias)
+        return (f"zeroed |w| < {threshold:g} in conv / linear weights"
+                + (" and biases" if args.include_bias else ""))
+    if clusters is not None:
+        names = [r.name for r in compressible_layers(model)]
+        if len(clusters) != len(names):
+            raise ValueError(f"--clusters has {len(clusters)} counts but the model has "
+                             f"{len(names)} conv / linear layers ({', '.join(names)}); give "
+                             "one count per layer")
+        if args.bias_clusters < 0:
+            raise ValueError(f"--bias-clusters must be >= 0, got {args.bias_clusters}")
+        apply_clusters_(model, clusters, bias_clusters=args.bias_clusters or None)
+        return ("shared weights: " + ", ".join(f"{n} {k}" for n, k in zip(names, clusters,
+                                                                          strict=True))
+                + (f"; biases {args.bias_clusters} per layer" if args.bias_clusters else ""))
+    return None
 
 
 def gap_bits_from(args: argparse.Namespace, meta: dict) -> dict[str, int]:
@@ -94,13 +144,20 @@ def run(args: argparse.Namespace) -> int:
 
     model, arch, meta, path = nsqfile.load_source(args.src, args.model)
     gap_bits = gap_bits_from(args, meta)
+    applied = apply_answers(model, args)
+    hmeta = header_meta(meta, path.name, gap_bits)
+    if applied:
+        hmeta["applied"] = applied
+        hmeta.pop("accuracy", None)  # the checkpoint's accuracy is not this model's
+        hmeta.pop("test_accuracy", None)
     summary = save_compressed(model, args.out, arch=arch, gap_bits=gap_bits,
-                              codebook_dtype=args.codebook_dtype,
-                              meta=header_meta(meta, path.name, gap_bits))
+                              codebook_dtype=args.codebook_dtype, meta=hmeta)
     print(f"wrote {args.out}: {nsqfile.human_bytes(summary['bytes'])}, "
           f"{summary['ratio']:.1f}x smaller than dense ({arch}, {summary['tensors']} tensors)")
     print(f"dense: {nsqfile.human_bytes(summary['dense_bytes'])}, every tensor at its dtype's "
           "size (4 bytes per float32)")
+    if applied:
+        print(f"before encoding: {applied}")
     books = args.codebook_dtype or "exact, in the weights' dtype"
     print(f"gap bits: conv {gap_bits['conv']}, fc {gap_bits['fc']}; codebooks: {books}")
     return 0

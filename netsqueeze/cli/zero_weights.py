@@ -15,8 +15,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="train the notebook CNN, sweep thresholds and cluster counts, answer how many "
         "weights can be zeroed and how few distinct values they need",
         description="Train a network, zero weights below 50 thresholds, replace weights by "
-        "k-means centres over a 15-step schedule, and write results.json, three figures and "
-        "summary.md. Accuracy is measured on the whole test set.",
+        "k-means centres over a 15-step schedule, and write results.json, three figures, "
+        "summary.md and report.html (one self-contained page). Accuracy is measured on the "
+        "whole test set.",
     )
     common.add_data_args(p)
     p.add_argument("--model", default="notebook-cnn",
@@ -42,6 +43,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--notebook-drop", type=float, default=0.05,
                    help="the notebook's rule: stop before a step-to-step drop larger than this "
                    "[%(default)s]")
+    p.add_argument("--save-chosen", action="store_true",
+                   help="also write threshold.nsq and clusters.nsq: the model at the chosen "
+                   "threshold and at the chosen cluster step, with their measured sizes and "
+                   "accuracies in summary.md")
     common.add_run_args(p, out_default="runs/zero-weights")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
     return p
@@ -62,6 +67,7 @@ def spec_from_args(args: argparse.Namespace):
         bias_clusters=args.bias_clusters if args.bias_clusters > 0 else None,
         kmeans_init=args.kmeans_init, kmeans_method=args.kmeans_method,
         tolerance_pp=args.tolerance, notebook_max_drop=args.notebook_drop, device=args.device,
+        save_chosen=args.save_chosen,
     ).validate()
 
 
@@ -74,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     results = run_zero_weights(spec, args.out, progress=not args.quiet, resume=args.resume)
     out = Path(args.out)
-    print(f"wrote {out / 'results.json'}, {out / 'summary.md'} and 3 figures in "
+    from netsqueeze.experiments.html_report import write_report
+
+    report = write_report(out)
+    print(f"wrote {out / 'results.json'}, {out / 'summary.md'}, {report.name} and 3 figures in "
           f"{results['wall_times']['total']:.0f} s")
     print(one_line_summary(results))
     return 0

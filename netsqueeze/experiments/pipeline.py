@@ -25,7 +25,7 @@ import copy
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from netsqueeze.core.sparse import paper_gap_counts
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import Recipe
 from netsqueeze.experiments.state import RunState, load_model_snapshot, save_model_snapshot
+from netsqueeze.experiments.zero_weights import run_versions
 from netsqueeze.models import build
 from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
 from netsqueeze.nn.export import compressed_report, save_compressed
@@ -49,7 +50,7 @@ __all__ = ["OUTPUTS", "CompressSpec", "layer_table", "run_compress"]
 
 #: The files :func:`run_compress` writes into its output folder.
 OUTPUTS = ("results.json", "table.md", "model.nsq", "compressed.pt", "trained.pt",
-           "accuracy_stages.png", "weight_distribution.png")
+           "accuracy_stages.png", "weight_distribution.png", "report.html")
 
 HIST_BINS = 121
 
@@ -64,6 +65,7 @@ class CompressSpec:
     download: bool = True
     checkpoint: str | None = None
     device: str = "auto"
+    overrides: dict = field(default_factory=dict)  # recipe knobs given on the command line
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -313,6 +315,7 @@ def run_compress(
         "n_test_images": int(ds.n_test),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "versions": run_versions(),
         "stages": stages,
         "table": table,
         "distributions": state.data["distributions"],

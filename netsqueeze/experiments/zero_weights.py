@@ -7,7 +7,10 @@
 * ``zero_fraction.png``, ``threshold_accuracy.png``, ``cluster_accuracy.png`` — the notebook's
   three figures, redrawn from ``results.json`` by :func:`netsqueeze.experiments.plots.plot_zero_weights`;
 * ``summary.md`` — the answers in words;
-* ``model.pt`` — the trained network (a netsqueeze checkpoint), for ``compress --checkpoint``.
+* ``model.pt`` — the trained network (a netsqueeze checkpoint), for ``compress --checkpoint``;
+* with ``save_chosen``: ``threshold.nsq`` and ``clusters.nsq``, the model at the chosen threshold
+  and at the chosen cluster step as compressed files, decoded and measured again (their sizes and
+  accuracies go to ``results.json`` and ``summary.md``).
 
 Progress is kept in ``.state/`` inside the folder from the start of a run (see
 :mod:`netsqueeze.experiments.state`); ``resume=True`` continues an interrupted run from the last
@@ -17,6 +20,7 @@ wall times).
 
 from __future__ import annotations
 
+import copy
 import platform
 import sys
 import time
@@ -29,6 +33,7 @@ import torch
 
 import netsqueeze
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
+from netsqueeze.core.kmeans1d import KMeans1D
 from netsqueeze.experiments import sweeps
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.report import zero_weights_summary
@@ -38,11 +43,14 @@ from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, to_tensor, train
 
-__all__ = ["OUTPUTS", "ZeroWeightsSpec", "run_zero_weights"]
+__all__ = ["OUTPUTS", "ZeroWeightsSpec", "apply_clusters_", "apply_threshold_", "run_versions",
+           "run_zero_weights", "save_chosen_points"]
 
-#: The files :func:`run_zero_weights` writes into its output folder.
+#: The files :func:`run_zero_weights` writes into its output folder (``threshold.nsq`` and
+#: ``clusters.nsq`` with ``save_chosen``; ``report.html`` is written by the command).
 OUTPUTS = ("results.json", "summary.md", "model.pt", "zero_fraction.png",
-           "threshold_accuracy.png", "cluster_accuracy.png")
+           "threshold_accuracy.png", "cluster_accuracy.png", "threshold.nsq", "clusters.nsq",
+           "report.html")
 
 #: Accuracy losses (percentage points) at which summary.md reports the zeroable fraction.
 ZERO_TOLERANCES_PP = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -70,6 +78,7 @@ class ZeroWeightsSpec:
     tolerance_pp: float = 0.5
     notebook_max_drop: float = 0.05
     device: str = "auto"
+    save_chosen: bool = False
 
     def validate(self) -> ZeroWeightsSpec:
         self.train.validate()
@@ -98,7 +107,8 @@ class ZeroWeightsSpec:
         return d
 
 
-def _versions() -> dict:
+def run_versions() -> dict:
+    """Versions of what ran (results.json's ``versions``)."""
     import matplotlib
 
     return {
@@ -160,6 +170,160 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
     return out
 
 
+_versions = run_versions  # the former private name
+
+
+def apply_threshold_(model: torch.nn.Module, threshold: float, *,
+                     include_bias: bool = True) -> torch.nn.Module:
+    """Zero every conv / linear weight (and bias) with ``|w| < threshold``, in place.
+
+    The same rule as the threshold sweep, so the model equals the sweep's point bit for bit.
+    """
+    t = float(threshold)
+    if not np.isfinite(t) or t < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    layers = compressible_layers(model)
+    if not layers:
+        raise ValueError("the model has no Conv or Linear layers to prune")
+    with torch.no_grad():
+        for ref in layers:
+            targets = [ref.weight] + ([ref.bias] if include_bias and ref.bias is not None else [])
+            for p in targets:
+                p.copy_(torch.where(p.abs() < t, torch.zeros_like(p), p))
+    return model
+
+
+def _kmeans_values(values: np.ndarray, k: int, init: str, method: str) -> np.ndarray:
+    km = KMeans1D(n_clusters=int(k), init=init, method=method, random_state=0).fit(values)
+    return km.centroids_[km.labels_].astype(values.dtype).reshape(values.shape)
+
+
+def apply_clusters_(model: torch.nn.Module, clusters, *, bias_clusters: int | None = 2,
+                    init: str = "linear", method: str = "lloyd") -> torch.nn.Module:
+    """Replace each conv / linear layer's weights by k-means centres, in place.
+
+    Parameters
+    ----------
+    clusters : sequence of int
+        One cluster count per layer, in the order of
+        :func:`netsqueeze.nn.modules.compressible_layers` (the cluster sweep's order).
+    bias_clusters : int or None
+        Each layer's biases are clustered into this many values; ``None`` leaves them.
+    init, method : str
+        Passed to :class:`~netsqueeze.core.kmeans1d.KMeans1D` (seed 0, as in the sweep).
+    """
+    layers = compressible_layers(model)
+    counts = [int(k) for k in clusters]
+    if len(counts) != len(layers):
+        raise ValueError(
+            f"{len(counts)} cluster counts for {len(layers)} layers "
+            f"({', '.join(r.name for r in layers)}); give one count per layer"
+        )
+    if any(k < 1 for k in counts):
+        raise ValueError(f"cluster counts must be >= 1, got {counts}")
+    if bias_clusters is not None and bias_clusters < 1:
+        raise ValueError(f"bias_clusters must be >= 1 or None, got {bias_clusters}")
+    with torch.no_grad():
+        for ref, k in zip(layers, counts, strict=True):
+            w = ref.weight.detach().cpu().numpy()
+            ref.weight.copy_(torch.from_numpy(_kmeans_values(w, k, init, method)))
+            if ref.bias is not None and bias_clusters is not None:
+                b = ref.bias.detach().cpu().numpy()
+                ref.bias.copy_(torch.from_numpy(_kmeans_values(b, bias_clusters, init, method)))
+    return model
+
+
+_FILE_LAYER_KEYS = ("kind", "weights", "nonzeros", "kept", "values", "codebook_size",
+                    "index_bits", "gap_bits", "bits_per_weight", "huffman_saving", "bytes",
+                    "dense_bytes", "ratio")
+
+
+def _save_point(model, path: Path, arch: str, meta: dict, x_test, y_test) -> dict:
+    """Write ``model`` as .nsq, decode it again and measure it: size, accuracy, per layer."""
+    from netsqueeze.nn.export import compressed_report, load_compressed, save_compressed
+
+    save_compressed(model, path, arch=arch, meta=meta)
+    decoded = load_compressed(path)
+    acc = evaluate(decoded, x_test, y_test)
+    rep = compressed_report(path, baseline=False)
+    t = rep["totals"]
+    return {
+        "path": path.name,
+        "bytes": int(rep["file_bytes"]),
+        "dense_bytes": int(t["dense_bytes"]),
+        "ratio_to_dense": float(t["ratio_to_dense"]),
+        "accuracy": float(acc),
+        "layers": {x["name"]: {k: x.get(k) for k in _FILE_LAYER_KEYS} for x in rep["layers"]},
+    }
+
+
+def save_chosen_points(model: torch.nn.Module, spec: ZeroWeightsSpec, answers: dict,
+                       out_dir: str | Path, x_test, y_test, *, dataset: str = "") -> dict:
+    """Write ``threshold.nsq`` and ``clusters.nsq`` for the run's chosen points.
+
+    ``model`` (the trained network) is not changed. The threshold file holds the model at
+    ``answers["zero"]``; the cluster file the model at ``answers["clusters_within_tolerance"]``
+    (or, when no step is within the tolerance, the notebook rule's step). Each file is decoded
+    again and its accuracy measured on the whole test set.
+
+    Returns
+    -------
+    dict
+        ``{"threshold": {...}, "clusters": {...}}`` (a key is missing when there is no chosen
+        point): path, setting, bytes, dense_bytes, ratio_to_dense, accuracy (of the decoded
+        file), sweep_accuracy (what the sweep measured) and the per-layer breakdown.
+    """
+    out = Path(out_dir)
+    base = copy.deepcopy(model).cpu()
+    xt = x_test.cpu() if isinstance(x_test, torch.Tensor) else x_test
+    yt = y_test.cpu() if isinstance(y_test, torch.Tensor) else y_test
+    chosen: dict = {}
+    z = answers.get("zero")
+    if z is not None:
+        m = apply_threshold_(copy.deepcopy(base), z["threshold"], include_bias=spec.include_bias)
+        meta = {"dataset": dataset, "seed": spec.train.seed, "threshold": z["threshold"],
+                "accuracy": z["accuracy"]}
+        info = _save_point(m, out / "threshold.nsq", spec.model, meta, xt, yt)
+        info.update(point="threshold", setting=f"threshold {z['threshold']:.4f}"
+                    + (" (weights and biases)" if spec.include_bias else " (weights)"),
+                    threshold=z["threshold"], zero_fraction=z["zero_fraction"],
+                    sweep_accuracy=z["accuracy"])
+        chosen["threshold"] = info
+    rule = "clusters_within_tolerance"
+    c = answers.get(rule)
+    if c is None:
+        rule = "clusters_notebook_rule"
+        c = answers.get(rule)
+    if c is not None:
+        asked = spec.schedule()[c["index"]]
+        m = apply_clusters_(copy.deepcopy(base), asked, bias_clusters=spec.bias_clusters,
+                            init=spec.kmeans_init, method=spec.kmeans_method)
+        meta = {"dataset": dataset, "seed": spec.train.seed, "accuracy": c["accuracy"],
+                "clusters": ",".join(map(str, asked))}
+        info = _save_point(m, out / "clusters.nsq", spec.model, meta, xt, yt)
+        info.update(point="clusters", rule=rule, step=c["step"], clusters=list(asked),
+                    setting=f"step {c['step']}: clusters {','.join(map(str, asked))}"
+                    + (f", biases {spec.bias_clusters}" if spec.bias_clusters else ""),
+                    sweep_accuracy=c["accuracy"])
+        chosen["clusters"] = info
+    return chosen
+
+
+def chosen_files_markdown(chosen: dict) -> str:
+    """The section of summary.md on the chosen-point files."""
+    from netsqueeze.experiments.report import markdown_table
+
+    if not chosen:
+        return ""
+    rows = [[f"`{c['path']}`", c["setting"], f"{c['bytes']:,}", f"{c['ratio_to_dense']:.1f}x",
+             f"{c['accuracy']:.4f}", f"{c['sweep_accuracy']:.4f}"] for c in chosen.values()]
+    return ("\n## The chosen points as files\n\n"
+            + markdown_table(["file", "setting", "bytes", "vs dense float32",
+                              "accuracy (decoded file)", "accuracy (sweep)"], rows, "llrrrr")
+            + "\nAccuracy of each file measured by decoding it and evaluating on the whole test "
+            "set. Use them with `netsqueeze evaluate`, `inspect` or `unpack`.\n")
+
+
 def run_zero_weights(
     spec: ZeroWeightsSpec,
     out_dir: str | Path,
@@ -205,7 +369,8 @@ def run_zero_weights(
     model = build(spec.model)
     check_images_fit(ds, model, spec.model)
     device = resolve_device(spec.device)
-    fingerprint = {"spec": spec.to_dict(), "dataset": ds.name, "source": ds.source,
+    measured = {k: v for k, v in spec.to_dict().items() if k != "save_chosen"}  # not a setting
+    fingerprint = {"spec": measured, "dataset": ds.name, "source": ds.source,
                    "n_train": len(ds.y_train), "n_test": len(ds.y_test)}
     state = RunState(out, fingerprint, resume, {"threshold": [], "cluster": []},
                      outputs=OUTPUTS, log=log)
@@ -274,7 +439,7 @@ def run_zero_weights(
         "n_test_images": len(ds.y_test),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "versions": _versions(),
+        "versions": run_versions(),
         "model": {
             "name": spec.model,
             "weights": n_weights,
@@ -293,6 +458,14 @@ def run_zero_weights(
     }
     save_checkpoint(model, out / "model.pt", arch=spec.model,
                     meta={"dataset": ds.name, "accuracy": accuracy, "seed": spec.train.seed})
+    if spec.save_chosen:
+        t = time.perf_counter()
+        results["chosen_files"] = save_chosen_points(model, spec, answers, out, x_test, y_test,
+                                                     dataset=ds.name)
+        times["save_chosen"] = time.perf_counter() - t
+        for c in results["chosen_files"].values():
+            log(f"wrote {out / c['path']}: {c['bytes']:,} bytes, accuracy {c['accuracy']:.4f} "
+                f"decoded ({c['setting']})")
     if plots:
         from netsqueeze.experiments.plots import plot_zero_weights
 
@@ -300,7 +473,8 @@ def run_zero_weights(
         plot_zero_weights(results, out)
         times["plots"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t_all
-    atomic_write_text(out / "summary.md", zero_weights_summary(results))
+    atomic_write_text(out / "summary.md", zero_weights_summary(results)
+                      + chosen_files_markdown(results.get("chosen_files") or {}))
     atomic_write_json(out / "results.json", results)
     state.clear()
     return results
