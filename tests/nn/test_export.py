@@ -181,7 +181,9 @@ def test_gap_bits_int_dict_and_dense(tmp_path):
 
     default = gaps()
     assert default["conv2.weight"] == 8 and default["fc1.weight"] == 5
-    assert default["fc1.bias"] is None  # everything but conv/linear weights is dense
+    # everything but >= 2-D weights is dense (a bias may be stored as byte planes fc1.bias#i)
+    bias = [v for k, v in default.items() if k.partition("#")[0] == "fc1.bias"]
+    assert bias and all(v is None for v in bias)
     assert gaps(gap_bits=4)["conv2.weight"] == 4
     per = gaps(gap_bits={"fc": 6, "fc1": 3, "conv*": None})
     assert per["fc1.weight"] == 3 and per["fc2.weight"] == 6
@@ -212,9 +214,25 @@ def test_float16_codebooks_round_only_the_weights(tmp_path):
         save_compressed(model, tmp_path / "x.nsq", codebook_dtype="int8")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_round_trip_bit_exactly(dtype, tmp_path):
+    model = make("lenet5", "pruned+shared").to(dtype)
+    save_compressed(model, tmp_path / "h.nsq")
+    back = load_compressed(tmp_path / "h.nsq", model=build("lenet5").to(dtype))
+    expected = effective_state(model)
+    for k, v in back.state_dict().items():
+        assert v.dtype == dtype or not v.is_floating_point()
+        assert torch.equal(v.view(torch.int16) if v.dtype == dtype else v,
+                           expected[k].view(torch.int16) if v.dtype == dtype else expected[k])
+    x = torch.randn(2, 1, 28, 28).to(dtype)
+    assert torch.equal(back(x), strip_(copy.deepcopy(model)).eval()(x))
+
+
 def test_unsupported_dtype_and_bad_meta_name_the_problem(tmp_path):
-    with pytest.raises(ValueError, match="'fc1.weight'"):
-        save_compressed(build("lenet-300-100").bfloat16(), tmp_path / "x.nsq")
+    model = build("lenet-300-100")
+    model.register_buffer("phase", torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="'phase'"):
+        save_compressed(model, tmp_path / "x.nsq")
     with pytest.raises(ValueError, match="JSON"):
         save_compressed(build("lenet-300-100"), tmp_path / "x.nsq", meta={"f": object()})
 
