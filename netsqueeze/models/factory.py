@@ -28,7 +28,7 @@ from torch import nn
 
 from netsqueeze.models import MODELS
 
-__all__ = ["build_model", "describe_spec", "parse_model_args", "resolve_factory"]
+__all__ = ["build_model", "describe_spec", "load_weights", "parse_model_args", "resolve_factory"]
 
 
 def parse_model_args(text: str | None) -> dict:
@@ -157,3 +157,84 @@ def describe_spec(spec: str) -> str:
         return "builtin"
     where = spec.rpartition(":")[0]
     return "file" if where.endswith(".py") or "/" in where else "module"
+
+
+def load_weights(path, model: nn.Module, *, trust: bool = False, map_location="cpu"):
+    """Load a checkpoint file into ``model``; return ``(model, meta)``.
+
+    Accepts a plain ``state_dict`` (``torch.save(model.state_dict())``), a netsqueeze
+    checkpoint (``{"format": "netsqueeze-checkpoint", "state_dict": ...}``), a state_dict with
+    pruning or weight-sharing entries (``*_mask``, ``*_centroids`` + ``*_index``), and -- only
+    with ``trust=True``, as it runs pickled code -- a whole pickled ``nn.Module``, whose
+    tensors are then loaded into ``model``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    netsqueeze.FormatError
+        Not a checkpoint (or a pickle without ``trust``), or tensors that do not fit ``model``
+        (the message names the first tensor missing, unexpected or of another shape).
+    """
+    from pathlib import Path
+
+    import torch
+
+    from netsqueeze.errors import FormatError
+    from netsqueeze.models.checkpoint import FORMAT
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file")
+    meta: dict = {}
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
+        if not trust:
+            raise FormatError(
+                f"{p}: not a state_dict or netsqueeze checkpoint ({type(exc).__name__}); if it "
+                "is a whole pickled model you trust, pass --trust-checkpoint (this runs code "
+                "from the file)"
+            ) from None
+        try:
+            obj = torch.load(p, map_location=map_location, weights_only=False)
+        except Exception as exc2:  # noqa: BLE001
+            raise FormatError(f"{p}: cannot be read ({type(exc2).__name__}: "
+                              f"{str(exc2)[:200]})") from None
+    if isinstance(obj, nn.Module):
+        state = obj.state_dict()
+    elif isinstance(obj, dict) and obj.get("format") == FORMAT:
+        state = obj.get("state_dict")
+        meta = dict(obj.get("meta") or {})
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj
+    else:
+        raise FormatError(f"{p}: holds a {type(obj).__name__}, not a state_dict, a netsqueeze "
+                          "checkpoint or a model")
+    if not isinstance(state, dict):
+        raise FormatError(f"{p}: its state_dict is a {type(state).__name__}, not a dict")
+    from netsqueeze.nn.export import plain_state_dict
+
+    try:
+        plain = plain_state_dict(state)
+    except ValueError as exc:
+        raise FormatError(f"{p}: {exc}") from None
+    expected = model.state_dict()
+    problem = None
+    for k, t in expected.items():
+        if k not in plain:
+            problem = f"it has no tensor {k!r}"
+            break
+        if tuple(getattr(plain[k], "shape", ())) != tuple(t.shape):
+            problem = (f"tensor {k!r} has shape {tuple(plain[k].shape)}, the model's has "
+                       f"{tuple(t.shape)}")
+            break
+    if problem is None:
+        extra = [k for k in plain if k not in expected]
+        if extra:
+            problem = f"it has a tensor {extra[0]!r} the model lacks"
+    if problem is not None:
+        raise FormatError(f"{p}: its tensors do not fit the model ({problem}); check "
+                          "--model and --model-args")
+    model.load_state_dict(plain, strict=True)
+    return model, meta

@@ -84,6 +84,7 @@ __all__ = [
     "PruningReport",
     "SparsitySchedule",
     "apply_masks_",
+    "effective_weights",
     "is_pruned",
     "masks",
     "prune_",
@@ -937,6 +938,12 @@ def _report_layers(model: nn.Module, filter_fn):
             aliases = tuple(alias_of.get(id(cent), ()))
             yield (target_name(name, param), module, layer_kind(module, param), param, w,
                    type(module).__name__, aliases, [])
+
+
+def effective_weights(model: nn.Module) -> dict[str, tuple[str, torch.Tensor]]:
+    """``{target name: (kind, weight)}`` of every compressible parameter (pruned, shared or
+    plain), the weight detached as the model computes it; a tied Parameter once."""
+    return {name: (kind, w) for name, _, kind, _, w, *_ in _report_layers(model, None)}
 
 
 def pruning_report(model: nn.Module, filter_fn: FilterFn | None = None) -> PruningReport:
