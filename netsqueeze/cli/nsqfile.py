@@ -112,7 +112,8 @@ def buildable_arch(header: dict, path, command: str) -> str:
         f"{path} holds a model of architecture {arch!r}"
         + (f" (class {cls})" if cls else "")
         + f", which '{command}' cannot build (it knows {', '.join(MODELS)}); give --model "
-        "pkg.module:callable or path/to/file.py:callable"
+        "pkg.module:callable or path/to/file.py:callable (in Python: "
+        "load_compressed(path, model=an_instance))"
         + (f" (the file was saved with {header['factory']!r})"
            if isinstance(header.get("factory"), str) else "")
     )

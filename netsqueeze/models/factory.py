@@ -89,8 +89,8 @@ def resolve_factory(spec: str):
         return MODELS[spec]
     if ":" not in spec:
         raise ValueError(
-            f"--model {spec!r} is not a built-in model ({', '.join(MODELS)}) nor of the form "
-            "pkg.module:callable or path/to/file.py:callable"
+            f"unknown model {spec!r}: not a built-in model ({', '.join(MODELS)}) nor of the "
+            "form pkg.module:callable or path/to/file.py:callable"
         )
     where, _, attr = spec.rpartition(":")
     if not where or not attr:

@@ -51,6 +51,7 @@ import copy
 import fnmatch
 import gzip
 import io
+import json
 import math
 import os
 from collections import OrderedDict
@@ -88,6 +89,10 @@ _KINDS = ("conv", "fc")
 _MAX_GAP_BITS = 16
 #: Separator of the byte-plane records of a tensor (``"fc.bias#0"`` ... ``"fc.bias#3"``).
 _PLANE_SEP = "#"
+#: Name prefix of a record holding several dense tensors of one dtype, concatenated.
+_PACK_PREFIX = "~packed."
+#: Name of the group of packed dense tensors in :func:`compressed_report`.
+PACKED_GROUP = "(dense tensors, packed)"
 #: dtypes whose dense tensors may be stored as byte planes, and the numpy view they split.
 _PLANE_DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "bfloat16": "<u2"}
 _DENSE_COUNTS = "every tensor at its dtype's size, 4 bytes per float32 element, no headers"
@@ -332,6 +337,26 @@ def _encode_dense(key: str, array: np.ndarray, dtype_name: str) -> tuple[list, b
     return [rec], False
 
 
+def _pack_dense(dtype_name: str, members: list):
+    """The records of a dtype's dense tensors: one record each, or -- when smaller, counting
+    the header entry that lists them -- one record of them all concatenated (one codebook and
+    one Huffman table, and one record's framing instead of many)."""
+    separate = [r for *_, recs, _ in members for r in recs]
+    if len(members) < 2:
+        return separate, None
+    cost = sum(r.nbytes for r in separate) + sum(
+        len(key) + len(dtype_name) + 6 for key, _, _, split in members if split)
+    name = f"{_PACK_PREFIX}{dtype_name}"
+    flat = np.concatenate([a.reshape(-1) for _, a, _, _ in members])
+    recs, split = _encode_dense(name, flat, dtype_name)
+    listing = [[key, list(a.shape)] for key, a, _, _ in members]
+    header_cost = len(json.dumps({name: listing}, separators=(",", ":"))) + (
+        len(name) + len(dtype_name) + 6 if split else 0)
+    if sum(r.nbytes for r in recs) + header_cost < cost:
+        return recs, (name, listing, split)
+    return separate, None
+
+
 def save_compressed(
     model: nn.Module,
     path: str | os.PathLike,
@@ -420,9 +445,10 @@ def save_compressed(
                  expected_label=f"architecture {arch!r}",
                  hint="the model is not this architecture; check arch=", error=ValueError)
     weights = {ref.key: ref.name for ref in refs}
-    records = []
+    slots: list = []  # per stored tensor, in state_dict order: records, or a dense group
     dtypes: dict[str, str] = {}
     planes: dict[str, str] = {}
+    groups: dict[str, list] = {}  # dtype -> [(key, array, records, split)] of dense tensors
     dense = dense32 = 0
     for key, value in state.items():
         if key in tied:
@@ -440,15 +466,34 @@ def save_compressed(
         try:
             if layer is None:
                 recs, split = _encode_dense(key, array, dtype_name)
-                if split:
-                    planes[key] = dtype_name
-                records.extend(recs)
+                if dtype_name not in groups:
+                    slots.append(("group", dtype_name))
+                groups.setdefault(dtype_name, []).append((key, array, recs, split))
             else:
                 cbd = codebook_dtype if array.dtype.kind == "f" else None
-                records.append(encode_tensor(key, array, gap_bits=plan[layer],
-                                             codebook_dtype=cbd))
+                slots.append(("records", [encode_tensor(key, array, gap_bits=plan[layer],
+                                                        codebook_dtype=cbd)]))
         except ValueError as exc:
             raise ValueError(f"tensor {key!r}: {exc}") from None
+    packed: dict[str, list] = {}
+    records = []
+    for kind, item in slots:
+        if kind == "records":
+            records.extend(item)
+            continue
+        members = groups[item]
+        chosen, pack = _pack_dense(item, members)
+        records.extend(chosen)
+        if pack is not None:
+            packed[pack[0]] = pack[1]
+            for key, *_ in members:
+                dtypes.pop(key, None)
+            if item == "bfloat16":
+                dtypes[pack[0]] = item
+            if pack[2]:
+                planes[pack[0]] = item
+        else:
+            planes.update({key: item for key, _, _, split in members if split})
     header = {"format": HEADER_FORMAT, "arch": arch, "netsqueeze_version": __version__}
     if arch not in MODELS:
         header["model_class"] = f"{type(plain).__module__}.{type(plain).__qualname__}"
@@ -464,6 +509,8 @@ def save_compressed(
         header["dtypes"] = dtypes
     if planes:
         header["byte_planes"] = planes
+    if packed:
+        header["packed"] = packed
     if codebook_dtype is not None:
         header["codebook_dtype"] = codebook_dtype
     header["meta"] = dict(meta) if meta is not None else {}
@@ -545,6 +592,26 @@ def decoded_state(source, *, max_bytes: int | None = None) -> OrderedDict:
     if missing:
         raise FormatError(f"{label}: the header names byte planes of {missing[0]!r}, which "
                           "the file lacks")
+    packed = nsq.header.get("packed", {})
+    if not isinstance(packed, dict):
+        raise FormatError(f"{label}: header field 'packed' is not a map")
+    for pname, listing in packed.items():
+        flat = out.pop(pname, None)
+        if flat is None or flat.dim() != 1:
+            raise FormatError(f"{label}: packed tensors {pname!r} have no 1-D record")
+        try:
+            shapes = [(str(k), tuple(int(d) for d in shape)) for k, shape in listing]
+        except (TypeError, ValueError):
+            raise FormatError(f"{label}: the listing of packed tensors {pname!r} is not "
+                              "[[name, shape], ...]") from None
+        sizes = [math.prod(shape) for _, shape in shapes]
+        if any(d < 0 for _, shape in shapes for d in shape) or sum(sizes) != flat.numel():
+            raise FormatError(f"{label}: packed tensors {pname!r} hold {flat.numel()} elements "
+                              f"but the listing needs {sum(sizes)}")
+        for (key, shape), piece in zip(shapes, torch.split(flat, sizes), strict=True):
+            if key in out:
+                raise FormatError(f"{label}: tensor {key!r} is stored twice")
+            out[key] = piece.clone().reshape(shape)
     for alias, first in tied.items():
         if first not in out or alias in out:
             raise FormatError(f"{label}: tie {alias!r} -> {first!r} does not fit the records")
@@ -703,6 +770,8 @@ def _layer_of(name: str, info: Mapping | None = None) -> str:
     name = _base_name(name)
     if info and name in info:
         return name
+    if name.startswith(_PACK_PREFIX):
+        return PACKED_GROUP
     return name.rpartition(".")[0]
 
 
@@ -832,10 +901,15 @@ def compressed_report(source, *, baseline: bool = True, max_bytes: int | None = 
     for s in stats:
         groups.setdefault(_layer_of(s["name"], info), []).append(s)
     layers = []
+    packed = header.get("packed") if isinstance(header.get("packed"), dict) else {}
     for layer, members in groups.items():
         kind = info.get(layer) if info.get(layer) in _KINDS else None
         gap = _requested_gap_bits(header, layer, kind) if kind else None
-        layers.append(_layer_entry(layer, members, kind, gap))
+        entry = _layer_entry(layer, members, kind, gap)
+        if layer == PACKED_GROUP:  # the tensors stored together, not the records' names
+            entry["tensors"] = [str(item[0]) for name in entry["tensors"]
+                                for item in packed.get(name, []) if isinstance(item, list)]
+        layers.append(entry)
     records_bytes = sum(s["record_bytes"] for s in stats)
     dense = sum(s["original_bytes"] for s in stats)
     planes = header.get("byte_planes") if isinstance(header.get("byte_planes"), dict) else {}

@@ -76,7 +76,7 @@ def test_specs_resolve_every_form(user):
     assert build_model("tests.nn.zoo:RawParams", {"features": 7}).w1.shape == (7, 32)
     assert build_model(f"{src}:make", {"classes": 5}).out.out_features == 5
     for spec, text in [
-        ("nope", "not a built-in model"),
+        ("nope", "unknown model 'nope'"),
         ("no_such_pkg_xyz:Net", "cannot import module"),
         (f"{src}:Missing", "has no attribute 'Missing'"),
         (f"{src}:NOT_CALLABLE", "not a class or function"),
@@ -111,7 +111,7 @@ def test_evaluate_unpack_inspect_with_model(user, capsys):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--model", "nope"], "not a built-in model"),
+    (["--model", "nope"], "unknown model 'nope'"),
     (["--model", "{src}:Missing"], "no attribute 'Missing'"),
     (["--model", "{src}:Net", "--model-args", "{bad json"], "not valid JSON"),
     (["--model", "{src}:Net", "--model-args", '{"hidden": 8}'], "shape"),

@@ -181,9 +181,12 @@ def test_gap_bits_int_dict_and_dense(tmp_path):
 
     default = gaps()
     assert default["conv2.weight"] == 8 and default["fc1.weight"] == 5
-    # everything but >= 2-D weights is dense (a bias may be stored as byte planes fc1.bias#i)
-    bias = [v for k, v in default.items() if k.partition("#")[0] == "fc1.bias"]
-    assert bias and all(v is None for v in bias)
+    # everything but >= 2-D weights is dense: the biases are packed into one dense record
+    # (possibly as byte planes ~packed.float32#i) when that is smaller than one record each
+    header = read_nsq(tmp_path / "g.nsq").header
+    listed = [k for k, _ in header.get("packed", {}).get("~packed.float32", [])]
+    assert listed == ["conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"]
+    assert all(v is None for k, v in default.items() if k.startswith("~packed."))
     assert gaps(gap_bits=4)["conv2.weight"] == 4
     per = gaps(gap_bits={"fc": 6, "fc1": 3, "conv*": None})
     assert per["fc1.weight"] == 3 and per["fc2.weight"] == 6
@@ -273,9 +276,11 @@ def test_report_accounts_for_every_byte(tmp_path):
     t = rep["totals"]
     assert rep["file_bytes"] == t["file_bytes"] == size
     assert sum(x["bytes"] for x in rep["layers"]) + t["overhead_bytes"] == size
-    assert [x["name"] for x in rep["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
-    fc1 = rep["layers"][2]
-    assert fc1["kind"] == "fc" and fc1["tensors"] == ["fc1.weight", "fc1.bias"]
+    assert [x["name"] for x in rep["layers"]] == [
+        "conv1", "(dense tensors, packed)", "conv2", "fc1", "fc2"]
+    assert rep["layers"][1]["tensors"] == ["conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"]
+    fc1 = rep["layers"][3]
+    assert fc1["kind"] == "fc" and fc1["tensors"] == ["fc1.weight"]
     assert fc1["weights"] == 400_000 and fc1["kept"] == pytest.approx(0.1, abs=1e-3)
     assert fc1["codebook_size"] == 32 and fc1["requested_gap_bits"] == 5
     assert 4.5 < fc1["index_bits"] < 5.5 and fc1["gap_field_bits"] == 5
@@ -298,9 +303,11 @@ def test_report_of_a_model_with_buffers_groups_by_module(tmp_path):
     path = tmp_path / "c.nsq"
     save_compressed(trained_custom(), path)
     rep = compressed_report(path, baseline=False)
+    dense = next(x for x in rep["layers"] if x["name"] == "(dense tensors, packed)")
+    assert dense["kind"] is None
+    assert {"bn.weight", "bn.running_var"} <= set(dense["tensors"])
     bn = next(x for x in rep["layers"] if x["name"] == "bn")
-    assert bn["kind"] is None and bn["main_tensor"] == "bn.weight"
-    assert "bn.num_batches_tracked" in bn["tensors"]
+    assert bn["tensors"] == ["bn.num_batches_tracked"]  # the only int64 tensor: alone
     t = rep["totals"]
     assert t["dense_bytes"] == t["dense_float32_bytes"] + 8  # the int64 batch counter
     assert sum(x["bytes"] for x in rep["layers"]) + t["overhead_bytes"] == path.stat().st_size

@@ -152,3 +152,16 @@ def test_gap_bits_and_bits_by_name_pattern_for_any_parameter(tmp_path):
     recs = {r.name: r for r in read_nsq(tmp_path / "r.nsq").records}
     assert recs["gru.weight_ih_l0"].gap_bits in (3, None)
     assert recs["lstm.weight_ih_l0"].gap_bits in (6, None)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_fresh_models_too_are_smaller_than_gzip(name, tmp_path):
+    """Right after prune + share, before any training (BatchNorm still at 1 / 0: many small
+    constant tensors, which gzip compresses well)."""
+    model, _, _ = compressed(name, steps=0)
+    for m in (model, strip_(copy.deepcopy(model))):  # shared, and plain
+        summary = save_compressed(m, tmp_path / "f.nsq")
+        assert summary["bytes"] < gzip_baseline(model), (summary["bytes"], gzip_baseline(model))
+    back = load_compressed(tmp_path / "f.nsq", model=ZOO[name][0]())
+    plain = strip_(copy.deepcopy(model)).state_dict()
+    assert all(torch.equal(v, plain[k]) for k, v in back.state_dict().items())
