@@ -66,7 +66,7 @@ from netsqueeze import __version__
 from netsqueeze.core.container import NSQFile, encode_tensor, read_nsq, write_nsq
 from netsqueeze.errors import FormatError
 from netsqueeze.models import MODELS, build
-from netsqueeze.nn import share as _share  # registers the weight-sharing stripper
+from netsqueeze.nn import share as _share  # noqa: F401 - registers the weight-sharing stripper
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import strip_
 

@@ -9,8 +9,9 @@ RNN/LSTM/GRU; and any other >= 2-D Parameter (a raw ``nn.Parameter`` of a custom
 Biases, normalisation layers and other 1-D tensors stay dense.
 
 A target is named like a layer: the module's qualified name when the parameter is its
-``weight`` (``"features.0"``, ``"fc1"``), else ``"<module>.<parameter>"`` (``"attn.in_proj_weight"``,
-``"lstm.weight_ih_l0"``, ``"pos_embedding"`` for a raw parameter of the root). Its *kind*
+``weight`` (``"features.0"``, ``"fc1"``), else ``"<module>.<parameter>"``
+(``"attn.in_proj_weight"``, ``"lstm.weight_ih_l0"``, ``"pos_embedding"`` for a raw parameter of
+the root). Its *kind*
 (``"conv"`` for convolutions and transposed convolutions, ``"fc"`` for every other) decides the
 default bits (8 and 5, as in Deep Compression).
 

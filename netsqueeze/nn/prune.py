@@ -927,7 +927,6 @@ def _report_layers(model: nn.Module, filter_fn):
         pruned = _pruned_params(module)
         for param in list(module._parameters):
             if (id(module), param) in chosen or param in pruned:
-                ref = chosen.get((id(module), param))
                 w = module._parameters[param]
                 aliases = tuple(alias_of.get(id(w), ()))
                 yield (target_name(name, param), module, layer_kind(module, param), param,
