@@ -1,11 +1,14 @@
 """Magnitude pruning of any ``nn.Module``, with masks that survive training.
 
-:func:`prune_` zeroes the smallest weights of the compressible layers (Conv1d/2d/3d and Linear by
-default, see :func:`netsqueeze.nn.modules.compressible_layers`) and records which were zeroed in a
-boolean buffer ``weight_mask`` on each layer (``True`` keeps a weight), so the masks travel with
-``state_dict()``. The ``weight`` Parameter object itself is kept -- only its values change -- so an
-optimizer built before pruning still optimizes the right tensors. Biases, normalisation layers,
-embeddings and every other parameter are left alone (:func:`pruning_report` lists them).
+:func:`prune_` zeroes the smallest weights of the compressible parameters (every floating
+Parameter of 2 or more dimensions: convolutions, linear layers, embeddings, attention and RNN
+weights, raw Parameters; see :func:`netsqueeze.nn.modules.compressible_layers`) and records which
+were zeroed in a boolean buffer ``<param>_mask`` beside each (``weight_mask`` for a layer's
+weight; ``True`` keeps a weight), so the masks travel with ``state_dict()``. The Parameter object
+itself is kept -- only its values change -- so an optimizer built before pruning still optimizes
+the right tensors. A Parameter tied under several names is pruned once. Biases, normalisation
+layers and other 1-D tensors are left alone (:func:`pruning_report` lists every parameter with
+its coverage).
 
 The masks are computed by :mod:`netsqueeze.core.prune` and keep every zero of the earlier mask:
 iterative pruning is repeated calls, and a weight once pruned is never resurrected.

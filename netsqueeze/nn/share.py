@@ -1,9 +1,12 @@
 """Trained quantization: k-means weight sharing with trainable centroids (Deep Compression, Sec. 3).
 
 :func:`share_weights_` clusters the surviving (non-zero, unmasked) weights of every compressible
-layer with 1-D k-means (:class:`netsqueeze.core.kmeans1d.KMeans1D`) into ``k = 2 ** bits``
-shared values -- 8 bits for convolutions and 5 for fully connected layers by default, as in the
-paper -- and rewrites the layer so that:
+parameter (see :mod:`netsqueeze.nn.modules`) with 1-D k-means
+(:class:`netsqueeze.core.kmeans1d.KMeans1D`) into ``k = 2 ** bits`` shared values -- 8 bits for
+convolutions and 5 for every other weight by default, as in the paper -- and rewrites the layer
+so that (shown for ``weight``; any parameter ``p`` gets ``p_centroids`` and ``p_index``, e.g.
+``in_proj_weight_centroids`` or ``weight_ih_l0_index``; a Parameter tied under several names
+gets one centroid Parameter and one index buffer, shared by all its modules):
 
 * ``weight_centroids`` is an ``nn.Parameter`` of shape ``(k,)`` (the weight's dtype, float32
   normally), sorted ascending after clustering; ``k`` is smaller when the layer has fewer
@@ -126,7 +129,8 @@ class ShareConfig:
     conv_bits : int in [0, 16]
         Index bits of convolutions: ``2 ** conv_bits`` shared values (the paper: 8).
     fc_bits : int in [0, 16]
-        Index bits of fully connected layers (the paper: 5).
+        Index bits of every other weight: linear layers (the paper: 5), embeddings, attention and
+        RNN weights, raw Parameters.
     bits : int or dict {pattern: int}, optional
         An int overrides both defaults for every layer; a dict overrides them per layer, a key
         being a layer's qualified name or an :mod:`fnmatch` pattern (an exact name wins, then the
