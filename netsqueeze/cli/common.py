@@ -11,7 +11,9 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "default") -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset", default=default,
-        help="mnist, fashion-mnist, mnist-sample (5,000 images, offline), idx:PATH, or default "
+        help="mnist, fashion-mnist, mnist-sample (5,000 images, offline), idx:PATH, npz:PATH "
+        "(your arrays: x_train, y_train, x_test, y_test), folder:PATH (train/ and test/ trees "
+        "of class folders of images), or default "
         "(full MNIST when found or downloadable, else the sample) [%(default)s]",
     )
     g.add_argument("--data-dir", default=None,

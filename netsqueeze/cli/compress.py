@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netsqueeze.cli import common
+from netsqueeze.cli import common, modelspec
 
 NAME = "compress"
 
@@ -20,13 +20,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "compressed.pt (for netsqueeze pack) and report.html (one self-contained page). "
         "--sparsity, --bits, --iterations and --steps override the recipe.",
     )
-    p.add_argument("--model", default="lenet5",
-                   help="lenet5, lenet-300-100 or notebook-cnn [%(default)s]")
+    modelspec.add_model_args(p, default="lenet5", checkpoint=True)
     p.add_argument("--recipe", default=None,
-                   help="TOML recipe file, or a built-in name (lenet5, lenet-300-100, "
-                   "notebook-cnn) [the model's built-in recipe]")
-    p.add_argument("--checkpoint", default=None,
-                   help="start from this trained checkpoint instead of training")
+                   help="TOML recipe file, or a built-in name (default, lenet5, lenet-300-100, "
+                   "notebook-cnn) [the model's built-in recipe; 'default' for other models]")
     g = p.add_argument_group("recipe overrides (recorded in results.json)")
     g.add_argument("--sparsity", type=_sparsity, default=None, metavar="SPARSITY",
                    help="final fraction of weights pruned: one number for every layer, or "
@@ -138,14 +135,16 @@ def run(args: argparse.Namespace) -> int:
 
     from netsqueeze.experiments.pipeline import CompressSpec, run_compress
     from netsqueeze.experiments.recipe import load_recipe
-    from netsqueeze.models import MODELS
+    from netsqueeze.models.factory import resolve_factory
 
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
-    recipe, overrides = apply_overrides(load_recipe(args.recipe or args.model), args)
+    resolve_factory(args.model)  # a wrong spec fails here, before anything is written
+    recipe, overrides = apply_overrides(
+        load_recipe(args.recipe or (args.model if modelspec.is_builtin(args.model)
+                                    else "default")), args)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                         download=args.download, checkpoint=args.checkpoint, device=args.device,
-                        overrides=overrides)
+                        overrides=overrides, model_args=modelspec.model_args(args) or None,
+                        trust_checkpoint=args.trust_checkpoint)
     results = run_compress(spec, recipe, args.out, progress=not args.quiet, resume=args.resume)
     s = results["summary"]
     out = Path(args.out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netsqueeze.cli import common, nsqfile
+from netsqueeze.cli import common, modelspec, nsqfile
 
 NAME = "evaluate"
 
@@ -18,6 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("file", metavar="FILE.nsq", help="compressed model")
     common.add_data_args(p, default="mnist")
+    modelspec.add_model_args(p, help_extra="; needed for a file of a custom model")
     p.set_defaults(run=run)
     return p
 
@@ -29,11 +30,22 @@ def run(args: argparse.Namespace) -> int:
     from netsqueeze.nn.train import evaluate
 
     nsq = read_nsq(args.file)
-    arch = nsqfile.buildable_arch(nsq.header, args.file, NAME)
-    model = load_compressed(args.file)
+    if args.model:
+        model = load_compressed(args.file, factory=args.model,
+                                factory_args=modelspec.model_args(args))
+        arch = args.model
+    else:
+        arch = nsqfile.buildable_arch(nsq.header, args.file, NAME)
+        model = load_compressed(nsq)
     ds = load(args.dataset, data_dir=args.data_dir, download=args.download, progress=True)
     n = int(ds.y_test.shape[0])
-    acc = evaluate(model, ds.x_test, ds.y_test)
+    try:
+        acc = evaluate(model, ds.x_test, ds.y_test)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"the test data of {ds.name} (samples of shape {tuple(ds.x_test.shape[1:])}) does not "
+            f"fit the model: {str(exc).splitlines()[0][:200]}"
+        ) from None
     correct = round(acc * n)
     print(f"{arch} from {args.file} ({nsqfile.human_bytes(nsq.nbytes)}): top-1 accuracy "
           f"{100 * acc:.2f} % ({correct:,} of {n:,} test images of {ds.name})")

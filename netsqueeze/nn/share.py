@@ -1,9 +1,12 @@
 """Trained quantization: k-means weight sharing with trainable centroids (Deep Compression, Sec. 3).
 
 :func:`share_weights_` clusters the surviving (non-zero, unmasked) weights of every compressible
-layer with 1-D k-means (:class:`netsqueeze.core.kmeans1d.KMeans1D`) into ``k = 2 ** bits``
-shared values -- 8 bits for convolutions and 5 for fully connected layers by default, as in the
-paper -- and rewrites the layer so that:
+parameter (see :mod:`netsqueeze.nn.modules`) with 1-D k-means
+(:class:`netsqueeze.core.kmeans1d.KMeans1D`) into ``k = 2 ** bits`` shared values -- 8 bits for
+convolutions and 5 for every other weight by default, as in the paper -- and rewrites the layer
+so that (shown for ``weight``; any parameter ``p`` gets ``p_centroids`` and ``p_index``, e.g.
+``in_proj_weight_centroids`` or ``weight_ih_l0_index``; a Parameter tied under several names
+gets one centroid Parameter and one index buffer, shared by all its modules):
 
 * ``weight_centroids`` is an ``nn.Parameter`` of shape ``(k,)`` (the weight's dtype, float32
   normally), sorted ascending after clustering; ``k`` is smaller when the layer has fewer
@@ -67,7 +70,13 @@ from torch import nn
 
 from netsqueeze.core.kmeans1d import KMeans1D, check_iteration_params
 from netsqueeze.nn import prune as _prune
-from netsqueeze.nn.modules import FilterFn, compressible_layers, layer_kind
+from netsqueeze.nn.modules import (
+    FilterFn,
+    compressible_layers,
+    layer_kind,
+    resolve_target,
+    target_name,
+)
 from netsqueeze.nn.prune import check_patterns, match_pattern, strip_
 
 __all__ = [
@@ -78,12 +87,14 @@ __all__ = [
     "LayerCodebook",
     "LayerSharing",
     "ShareConfig",
+    "ShareReport",
     "apply_codebooks_",
     "codebooks",
     "is_shared",
     "share_layer_",
     "share_report",
     "share_weights_",
+    "shared_params",
     "strip_",
 ]
 
@@ -95,6 +106,7 @@ INITS = ("linear", "density", "random", "k-means++")
 METHODS = ("lloyd", "exact", "auto")
 MAX_BITS = 16
 _BITS_ATTR = "_netsqueeze_bits"
+_TIED_ATTR = "_netsqueeze_tied"
 
 
 def _is_int(v) -> bool:
@@ -117,7 +129,8 @@ class ShareConfig:
     conv_bits : int in [0, 16]
         Index bits of convolutions: ``2 ** conv_bits`` shared values (the paper: 8).
     fc_bits : int in [0, 16]
-        Index bits of fully connected layers (the paper: 5).
+        Index bits of every other weight: linear layers (the paper: 5), embeddings, attention and
+        RNN weights, raw Parameters.
     bits : int or dict {pattern: int}, optional
         An int overrides both defaults for every layer; a dict overrides them per layer, a key
         being a layer's qualified name or an :mod:`fnmatch` pattern (an exact name wins, then the
@@ -223,83 +236,127 @@ class ShareConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def _materialise(module: nn.Module) -> torch.Tensor:
-    c = module._parameters[CENTROIDS]
-    index = module._buffers[INDEX]
+def centroids_name(param: str) -> str:
+    """``weight`` -> ``weight_centroids``: the centroid Parameter of a shared parameter."""
+    return f"{param}_centroids"
+
+
+def index_name(param: str) -> str:
+    """``weight`` -> ``weight_index``: the cluster-index buffer of a shared parameter."""
+    return f"{param}_index"
+
+
+def _materialise(module: nn.Module, param: str = "weight") -> torch.Tensor:
+    c = module._parameters[centroids_name(param)]
+    index = module._buffers[index_name(param)]
     table = torch.cat([c, c.new_zeros(1)])
     return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
-class _SharedWeight:
-    """Mixin of the classes :func:`share_layer_` swaps in: ``weight = cat([c, 0])[index]``."""
+def _make_property(param: str) -> property:
+    def fget(self):
+        return _materialise(self, param)
 
-    _netsqueeze_base: type[nn.Module]
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return _materialise(self)
-
-    @weight.setter
-    def weight(self, value) -> None:
+    def fset(self, value):
         raise AttributeError(
-            f"the weight of {type(self).__name__} is computed from {CENTROIDS} and {INDEX}; "
-            "change those, or call netsqueeze.nn.share.strip_(model) first"
+            f"{param} of {type(self).__name__} is computed from {centroids_name(param)} and "
+            f"{index_name(param)}; change those, or call netsqueeze.nn.share.strip_(model) first"
         )
 
+    return property(fget, fset)
+
+
+class _SharedWeight:
+    """Mixin of the classes :func:`share_layer_` swaps in: ``<p> = cat([c, 0])[index]`` for
+    every shared parameter ``p`` (``_netsqueeze_params``)."""
+
+    _netsqueeze_base: type[nn.Module]
+    _netsqueeze_params: tuple[str, ...] = ()
+
     def __reduce_ex__(self, protocol):
-        return (_new_shared_module, (self._netsqueeze_base,), self.__getstate__())
+        state = self.__getstate__()
+        if isinstance(self, nn.RNNBase):
+            # computed weights are not graph leaves: copy the list without them, rebuild after
+            state = dict(state)
+            state["_flat_weights"] = [
+                None if n in self._netsqueeze_params else w
+                for n, w in zip(self._flat_weights_names, state["_flat_weights"], strict=True)
+            ]
+        return (_new_shared_module, (self._netsqueeze_base, self._netsqueeze_params), state)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self, nn.RNNBase):
+            self._init_flat_weights()
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
         error_msgs,
     ):
-        c = self._parameters.get(CENTROIDS)
-        incoming = state_dict.get(prefix + CENTROIDS)
-        if (
-            c is not None
-            and isinstance(incoming, torch.Tensor)
-            and incoming.dim() == 1
-            and incoming.shape != c.shape
-        ):
-            c.data = c.new_empty(incoming.shape)  # another codebook size: take the stored one
+        for param in self._netsqueeze_params:
+            c = self._parameters.get(centroids_name(param))
+            incoming = state_dict.get(prefix + centroids_name(param))
+            if (
+                c is not None
+                and isinstance(incoming, torch.Tensor)
+                and incoming.dim() == 1
+                and incoming.shape != c.shape
+            ):
+                c.data = c.new_empty(incoming.shape)  # another codebook size: the stored one
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        index = self._buffers.get(INDEX)
-        c = self._parameters.get(CENTROIDS)
-        if index is not None and c is not None and index.numel():
-            lo, hi = int(index.min()), int(index.max())
-            if lo < 0 or hi > c.numel():
-                error_msgs.append(
-                    f"{prefix}{INDEX} holds indices in [{lo}, {hi}] but {prefix}{CENTROIDS} has "
-                    f"{c.numel()} entries (index {c.numel()} marks pruned weights)"
-                )
+        for param in self._netsqueeze_params:
+            index = self._buffers.get(index_name(param))
+            c = self._parameters.get(centroids_name(param))
+            if index is not None and c is not None and index.numel():
+                lo, hi = int(index.min()), int(index.max())
+                if lo < 0 or hi > c.numel():
+                    error_msgs.append(
+                        f"{prefix}{index_name(param)} holds indices in [{lo}, {hi}] but "
+                        f"{prefix}{centroids_name(param)} has {c.numel()} entries (index "
+                        f"{c.numel()} marks pruned weights)"
+                    )
 
 
-_CLASSES: dict[type, type] = {}
+_CLASSES: dict[tuple, type] = {}
 
 
-def _shared_class(base: type[nn.Module]) -> type[nn.Module]:
-    cls = _CLASSES.get(base)
+def _shared_class(base: type[nn.Module], params: tuple[str, ...] = ("weight",)) -> type:
+    params = tuple(sorted(set(params)))
+    cls = _CLASSES.get((base, params))
     if cls is None:
-        cls = type(
-            f"Shared{base.__name__}",
-            (_SharedWeight, base),
-            {"_netsqueeze_base": base, "__module__": __name__},
-        )
-        _CLASSES[base] = cls
+        attrs = {"_netsqueeze_base": base, "_netsqueeze_params": params, "__module__": __name__}
+        attrs.update({p: _make_property(p) for p in params})
+        # RNNs run on the list _flat_weights, refreshed from the attributes on every forward
+        # (RNNBase._update_flat_weights), so they run on these computed weights too
+        suffix = "" if params == ("weight",) else "_" + "_".join(params)
+        cls = type(f"Shared{base.__name__}{suffix}", (_SharedWeight, base), attrs)
+        _CLASSES[(base, params)] = cls
     return cls
 
 
-def _new_shared_module(base: type[nn.Module]) -> nn.Module:
+def _new_shared_module(base: type[nn.Module], params=("weight",)) -> nn.Module:
     """Unpickling / deepcopy: an empty instance of the shared class of ``base``."""
-    cls = _shared_class(base)
+    cls = _shared_class(base, tuple(params))
     return cls.__new__(cls)
 
 
-def is_shared(module: nn.Module) -> bool:
-    """Whether ``module`` shares weights (was rewritten by :func:`share_layer_`)."""
-    return isinstance(module, _SharedWeight)
+def is_shared(module: nn.Module, param: str | None = None) -> bool:
+    """Whether ``module`` shares weights (of ``param``, default: of any parameter)."""
+    if not isinstance(module, _SharedWeight):
+        return False
+    return param is None or param in module._netsqueeze_params
+
+
+def shared_params(module: nn.Module) -> tuple[str, ...]:
+    """Names of the parameters of ``module`` that share weights."""
+    return module._netsqueeze_params if isinstance(module, _SharedWeight) else ()
+
+
+def _set_class(module: nn.Module, params: tuple[str, ...]) -> None:
+    base = module._netsqueeze_base if isinstance(module, _SharedWeight) else type(module)
+    module.__class__ = _shared_class(base, params) if params else base
 
 
 def _replace_param(module: nn.Module, old: str, new: str, value: nn.Parameter) -> None:
@@ -324,33 +381,52 @@ def _as_index(index, shape: tuple[int, ...], k: int, where: str) -> np.ndarray:
     return a.astype(np.int32)
 
 
+def _install(module: nn.Module, param: str, cent: nn.Parameter, index: torch.Tensor,
+             bits, tied_to: str | None) -> None:
+    _replace_param(module, param, centroids_name(param), cent)
+    module.register_buffer(index_name(param), index)
+    _set_class(module, shared_params(module) + (param,))
+    module.__dict__.setdefault(_BITS_ATTR, {})[param] = bits
+    if tied_to is not None:
+        module.__dict__.setdefault(_TIED_ATTR, {})[param] = tied_to
+
+
 def share_layer_(
-    module: nn.Module, centroids, index, *, bits: int | None = None
+    module: nn.Module, centroids, index, *, bits: int | None = None, param: str = "weight",
+    aliases=(), name: str | None = None,
 ) -> nn.Module:
-    """Make one layer share weights, with given centroids and assignments.
+    """Make one parameter share weights, with given centroids and assignments.
 
     Parameters
     ----------
     module : nn.Module
-        A layer with a ``weight`` Parameter (pruned or not).
+        A module holding the Parameter ``param`` (pruned or not).
     centroids : array-like of shape (k,)
         Shared values (stored in the weight's dtype).
     index : array-like of int, the weight's shape
         Cluster of every weight in ``[0, k)``; ``k`` marks a pruned (zero) weight. Where the
-        layer was pruned by :func:`netsqueeze.nn.prune.prune_`, ``k`` is forced.
+        parameter was pruned by :func:`netsqueeze.nn.prune.prune_`, ``k`` is forced.
     bits : int, optional
         Index bits asked for, kept for reports.
+    param : str, default "weight"
+        The parameter's attribute name.
+    aliases : iterable of (module, attribute)
+        Other places holding the same Parameter (a tied weight): they get the same centroid
+        Parameter and index buffer objects, so the tie survives.
+    name : str, optional
+        Target name of the parameter, recorded on the aliases ("tied to").
 
     Returns
     -------
     nn.Module
         ``module`` itself, now an instance of ``Shared<Class>``.
     """
-    w = module._parameters.get("weight")
+    w = module._parameters.get(param)
     if w is None:
         raise ValueError(
-            f"{type(module).__name__} has no weight Parameter to share"
-            + (" (it shares weights already; strip_ it first)" if is_shared(module) else "")
+            f"{type(module).__name__} has no {param} Parameter to share"
+            + (" (it shares weights already; strip_ it first)" if is_shared(module, param)
+               else "")
         )
     c = np.asarray(centroids, dtype=np.float64 if w.dtype == torch.float64 else np.float32)
     if c.ndim != 1:
@@ -358,42 +434,65 @@ def share_layer_(
     if not np.all(np.isfinite(c)):
         raise ValueError("centroids hold NaN or infinite values")
     idx = _as_index(index, tuple(w.shape), c.size, type(module).__name__)
-    old_mask = _prune._detach_pruning(module, zero=False)  # the sentinel takes over the mask
+    old_mask = _prune._detach_pruning(module, param, zero=False)  # the sentinel takes over
     if old_mask is not None:  # a pruned weight is never resurrected
         idx[~old_mask.cpu().numpy()] = c.size
     cent = nn.Parameter(
         torch.from_numpy(c.copy()).to(device=w.device, dtype=w.dtype), requires_grad=w.requires_grad
     )
-    _replace_param(module, "weight", CENTROIDS, cent)
-    module.register_buffer(INDEX, torch.from_numpy(idx).to(w.device))
-    module.__class__ = _shared_class(type(module))
-    module.__dict__[_BITS_ATTR] = bits
+    index_t = torch.from_numpy(idx).to(w.device)
+    _install(module, param, cent, index_t, bits, None)
+    for amod, aparam in aliases:
+        if amod is module and aparam == param:
+            continue
+        if amod._parameters.get(aparam) is not w:
+            continue
+        _prune._detach_pruning(amod, aparam, zero=False)
+        _install(amod, aparam, cent, index_t, bits, name if name is not None else param)
     return module
 
 
-def _strip_shared(module: nn.Module) -> bool:
-    """Give a shared layer back a plain ``weight`` Parameter equal to ``centroids[index]``."""
+def _strip_shared(module: nn.Module, memo: dict | None = None) -> bool:
+    """Give every shared parameter of ``module`` back a plain Parameter equal to
+    ``centroids[index]`` (one Parameter per centroid object, so ties survive)."""
     if not is_shared(module):
         return False
-    c = module._parameters[CENTROIDS]
-    with torch.no_grad():
-        w = _materialise(module).detach().clone()
-    module.__class__ = module._netsqueeze_base
-    _replace_param(module, CENTROIDS, "weight", nn.Parameter(w, requires_grad=c.requires_grad))
-    del module._buffers[INDEX]
+    memo = {} if memo is None else memo
+    params = shared_params(module)
+    plain = {}
+    for param in params:
+        c = module._parameters[centroids_name(param)]
+        w = memo.get(id(c))
+        if w is None:
+            with torch.no_grad():
+                w = nn.Parameter(_materialise(module, param).detach().clone(),
+                                 requires_grad=c.requires_grad)
+            memo[id(c)] = w
+            memo.setdefault("_keep", []).append(c)  # ids stay unique while the memo lives
+        plain[param] = w
+    _set_class(module, ())
+    for param, w in plain.items():
+        _replace_param(module, centroids_name(param), param, w)
+        del module._buffers[index_name(param)]
     module.__dict__.pop(_BITS_ATTR, None)
+    module.__dict__.pop(_TIED_ATTR, None)
     return True
 
 
-def _shared_mask(module: nn.Module) -> torch.Tensor | None:
-    if not is_shared(module):
+def _shared_mask(module: nn.Module, param: str = "weight") -> torch.Tensor | None:
+    if not is_shared(module, param):
         return None
-    return module._buffers[INDEX] != module._parameters[CENTROIDS].numel()
+    return module._buffers[index_name(param)] != module._parameters[centroids_name(param)].numel()
+
+
+def _tied(module: nn.Module) -> dict:
+    return dict(module.__dict__.get(_TIED_ATTR, {})) if is_shared(module) else {}
 
 
 _prune._MASK_SOURCES.append(_shared_mask)
 _prune._STRIPPERS.append(_strip_shared)
-_prune._MANAGED.append(lambda m: [CENTROIDS] if is_shared(m) else [])
+_prune._MANAGED.append(lambda m: list(shared_params(m)))
+_prune._TIED.append(_tied)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,42 +500,51 @@ _prune._MANAGED.append(lambda m: [CENTROIDS] if is_shared(m) else [])
 # --------------------------------------------------------------------------------------------
 
 
+def _as_share_config(config) -> ShareConfig:
+    if config is None:
+        return ShareConfig()
+    if isinstance(config, ShareConfig):
+        return config
+    if _is_int(config):
+        return ShareConfig(bits=int(config))
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"config must be a ShareConfig, a dict or bits (int), got {type(config).__name__}"
+        )
+    return ShareConfig.from_dict(config)
+
+
 def share_weights_(
     model: nn.Module,
-    config: ShareConfig | Mapping | None = None,
+    config: ShareConfig | Mapping | int | None = None,
     filter_fn: FilterFn | None = None,
 ) -> nn.Module:
-    """Share the weights of ``model``'s compressible layers in place (k-means per layer).
+    """Share the compressible weights of ``model`` in place (k-means per parameter).
 
     Parameters
     ----------
     model : nn.Module
         Pruned with :func:`netsqueeze.nn.prune.prune_` or not.
-    config : ShareConfig or dict, optional
-        Default: ``ShareConfig()`` (8 bits for convolutions, 5 for fully connected layers,
-        linear initialisation).
-    filter_fn : callable ``(module, qualified_name) -> bool``, optional
-        Narrows the layers (default: every Conv1d/2d/3d and Linear layer not sharing weights
-        already).
+    config : ShareConfig, dict or int, optional
+        Default: ``ShareConfig()`` (8 bits for convolutions, 5 for every other weight, linear
+        initialisation). An int ``b`` means ``ShareConfig(bits=b)``.
+    filter_fn : callable ``(module, target_name) -> bool``, optional
+        Narrows the targets (default: every floating >= 2-D Parameter not sharing weights
+        already, see :func:`netsqueeze.nn.modules.compressible_layers`).
 
     Returns
     -------
     nn.Module
-        ``model`` itself; see the module docstring for what each layer becomes.
+        ``model`` itself; see the module docstring for what each layer becomes. A Parameter
+        tied under several names is clustered once and all its names share the same centroid
+        Parameter.
 
     Raises
     ------
     ValueError
-        For a bad config, a pattern that matches no layer, or no layer to share.
+        For a bad config, a pattern that matches no target, or nothing to share.
     """
-    if config is None:
-        config = ShareConfig()
-    elif not isinstance(config, ShareConfig):
-        if not isinstance(config, Mapping):
-            raise TypeError(
-                f"config must be a ShareConfig or a dict, got {type(config).__name__}"
-            )
-        config = ShareConfig.from_dict(config)
+    config = _as_share_config(config)
     config.validate()
     layers = compressible_layers(model, filter_fn)
     if not layers:
@@ -444,7 +552,7 @@ def share_weights_(
         hint = (
             f" (layers {', '.join(map(repr, shared))} share weights already)"
             if shared
-            else " (Conv1d/2d/3d and Linear layers, narrowed by filter_fn)"
+            else " (no floating-point parameter of 2 or more dimensions, after filter_fn)"
         )
         raise ValueError("no layer to share in this model" + hint)
     config.validate([ref.name for ref in layers])
@@ -452,7 +560,7 @@ def share_weights_(
         bits = config.bits_for(ref.name, ref.kind)
         w = ref.weight.detach().to(device="cpu", dtype=torch.float32).numpy()
         keep = w != 0
-        old = _prune._module_mask(ref.module)
+        old = _prune._module_mask(ref.module, ref.param)
         if old is not None:
             keep &= old.cpu().numpy()
         survivors = w[keep]
@@ -471,7 +579,8 @@ def share_weights_(
             centroids = km.centroids_.astype(np.float32)
             index = np.full(w.shape, centroids.size, np.int32)
             index[keep] = km.labels_
-        share_layer_(ref.module, centroids, index, bits=bits)
+        share_layer_(ref.module, centroids, index, bits=bits, param=ref.param,
+                     aliases=[(m, p) for _, m, p in ref.aliases], name=ref.name)
     return model
 
 
@@ -496,42 +605,56 @@ class LayerCodebook(NamedTuple):
         return np.append(self.centroids, self.centroids.dtype.type(0))[self.index]
 
 
-def codebooks(model: nn.Module) -> dict[str, LayerCodebook]:
-    """Centroids, indices and masks of every layer sharing weights, by qualified layer name."""
-    out = {}
+def _shared_items(model: nn.Module):
+    """(target name, module, param) of every shared parameter, tied names left out."""
     for name, module in model.named_modules():
-        if is_shared(module):
-            c = module._parameters[CENTROIDS].detach().cpu().numpy().copy()
-            index = module._buffers[INDEX].detach().cpu().numpy().astype(np.int32)
-            out[name] = LayerCodebook(c, index, index != c.size)
+        tied = _tied(module)
+        for param in shared_params(module):
+            if param not in tied:
+                yield target_name(name, param), module, param
+
+
+def codebooks(model: nn.Module) -> dict[str, LayerCodebook]:
+    """Centroids, indices and masks of every parameter sharing weights, by target name (a
+    tied Parameter once, under its first name)."""
+    out = {}
+    for name, module, param in _shared_items(model):
+        c = module._parameters[centroids_name(param)].detach().cpu().numpy().copy()
+        index = module._buffers[index_name(param)].detach().cpu().numpy().astype(np.int32)
+        out[name] = LayerCodebook(c, index, index != c.size)
     return out
 
 
+def _places_of(model: nn.Module, tensor) -> list[tuple[nn.Module, str]]:
+    return [(m, p) for m in model.modules() for p, v in m._parameters.items() if v is tensor]
+
+
 def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module:
-    """Make layers share weights with given codebooks (e.g. decoded from a file).
+    """Make parameters share weights with given codebooks (e.g. decoded from a file).
 
     Parameters
     ----------
     model : nn.Module
-    books : mapping of layer name to ``(centroids, index)`` or ``(centroids, index, mask)``
+    books : mapping of target name to ``(centroids, index)`` or ``(centroids, index, mask)``
         As returned by :func:`codebooks`; with a mask, positions where it is False get the
-        pruned sentinel whatever ``index`` says there.
+        pruned sentinel whatever ``index`` says there. A tied Parameter's other names follow.
 
     Returns
     -------
     nn.Module
         ``model`` itself.
     """
-    modules = dict(model.named_modules())
     for name, book in books.items():
-        module = modules.get(name)
-        if module is None or not (is_shared(module) or "weight" in module._parameters):
-            layers = [n for n, m in modules.items()
-                      if is_shared(m) or "weight" in m._parameters]
+        found = resolve_target(model, name)
+        if found is None:
+            layers = [target_name(n, p) for n, m in model.named_modules()
+                      for p in list(m._parameters) + list(shared_params(m))
+                      if not p.endswith("_centroids")]
             raise ValueError(
                 f"apply_codebooks_: {name!r} is not a layer with a weight; layers: "
                 + ", ".join(map(repr, layers))
             )
+        module, param = found
         if not isinstance(book, tuple | list) or len(book) not in (2, 3):
             raise ValueError(
                 f"apply_codebooks_: the codebook of {name!r} must be (centroids, index) or "
@@ -548,16 +671,23 @@ def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module
                 )
             index = np.where(mask, index, centroids.size)
         bits = None
-        if is_shared(module):
-            bits = module.__dict__.get(_BITS_ATTR)
-            _strip_shared(module)
-        share_layer_(module, centroids, index, bits=bits)
+        if is_shared(module, param):
+            bits = module.__dict__.get(_BITS_ATTR, {}).get(param)
+            cent = module._parameters[centroids_name(param)]
+            places = [(m, p) for m in model.modules() for p in shared_params(m)
+                      if m._parameters.get(centroids_name(p)) is cent]
+            memo: dict = {}
+            for m, _ in places:
+                _strip_shared(m, memo)
+        w = module._parameters[param]
+        share_layer_(module, centroids, index, bits=bits, param=param,
+                     aliases=_places_of(model, w), name=name)
     return model
 
 
 @dataclass
 class LayerSharing:
-    """One layer of :func:`share_report`."""
+    """One target of :func:`share_report`."""
 
     name: str
     kind: str
@@ -566,11 +696,17 @@ class LayerSharing:
     distinct: int
     weights: int
     kept: int
+    param: str = "weight"
+    type: str = ""
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "name": self.name,
             "kind": self.kind,
+            "type": self.type,
+            "param": self.param,
+            "aliases": list(self.aliases),
             "bits": self.bits,
             "k": self.k,
             "distinct": self.distinct,
@@ -579,30 +715,46 @@ class LayerSharing:
         }
 
 
-def share_report(model: nn.Module) -> list[LayerSharing]:
-    """Per layer sharing weights: bits asked for, centroids used (``k``), distinct non-zero
-    values of the weight, weights and surviving weights."""
-    out = []
-    for name, module in model.named_modules():
-        if not is_shared(module):
-            continue
-        k = module._parameters[CENTROIDS].numel()
-        bits = module.__dict__.get(_BITS_ATTR)
+class ShareReport(list):
+    """The list of :class:`LayerSharing` of :func:`share_report`, plus ``coverage``: every
+    parameter name of the model with ``coverage`` "compressed", "dense" (and why) or "tied"."""
+
+    coverage: list[dict]
+
+
+def share_report(model: nn.Module) -> ShareReport:
+    """Per parameter sharing weights: bits asked for, centroids used (``k``), distinct non-zero
+    values of the weight, weights and surviving weights; ``.coverage`` lists every parameter."""
+    out = ShareReport()
+    aliases: dict[int, list[str]] = {}
+    first: set[int] = set()
+    for key, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            aliases.setdefault(id(p), []).append(key.removesuffix("_centroids"))
+        first.add(id(p))
+    for name, module, param in _shared_items(model):
+        cent = module._parameters[centroids_name(param)]
+        k = cent.numel()
+        bits = module.__dict__.get(_BITS_ATTR, {}).get(param)
         if bits is None:
             bits = max(0, math.ceil(math.log2(k))) if k else 0
         with torch.no_grad():
-            w = module.weight
+            w = _materialise(module, param)
             distinct = int(torch.unique(w[w != 0]).numel())
-        index = module._buffers[INDEX]
+        index = module._buffers[index_name(param)]
         out.append(
             LayerSharing(
                 name=name,
-                kind=layer_kind(module),
+                kind=layer_kind(module, param),
                 bits=int(bits),
                 k=int(k),
                 distinct=distinct,
                 weights=int(index.numel()),
                 kept=int((index != k).sum()),
+                param=param,
+                type=type(module).__name__,
+                aliases=tuple(aliases.get(id(cent), ())),
             )
         )
+    out.coverage = _prune.pruning_report(model).coverage
     return out

@@ -90,7 +90,7 @@ def test_dataset_checks_its_arrays():
     with pytest.raises(ValueError, match="x_train"):
         Dataset("t", x[:2], y, x, y, source="-")
     with pytest.raises(ValueError, match="x_test"):
-        Dataset("t", x, y, x[:, 0], y, source="-")
+        Dataset("t", x, y, x[:, 0, 0], y, source="-")  # 1-D: no samples
     with pytest.raises(ValueError, match="differ in size"):
         Dataset("t", x, y, np.zeros((3, 8, 8), np.uint8), y, source="-")
     with pytest.raises(TypeError):

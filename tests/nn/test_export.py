@@ -181,7 +181,12 @@ def test_gap_bits_int_dict_and_dense(tmp_path):
 
     default = gaps()
     assert default["conv2.weight"] == 8 and default["fc1.weight"] == 5
-    assert default["fc1.bias"] is None  # everything but conv/linear weights is dense
+    # everything but >= 2-D weights is dense: the biases are packed into one dense record
+    # (possibly as byte planes ~packed.float32#i) when that is smaller than one record each
+    header = read_nsq(tmp_path / "g.nsq").header
+    listed = [k for k, _ in header.get("packed", {}).get("~packed.float32", [])]
+    assert listed == ["conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"]
+    assert all(v is None for k, v in default.items() if k.startswith("~packed."))
     assert gaps(gap_bits=4)["conv2.weight"] == 4
     per = gaps(gap_bits={"fc": 6, "fc1": 3, "conv*": None})
     assert per["fc1.weight"] == 3 and per["fc2.weight"] == 6
@@ -212,9 +217,25 @@ def test_float16_codebooks_round_only_the_weights(tmp_path):
         save_compressed(model, tmp_path / "x.nsq", codebook_dtype="int8")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_round_trip_bit_exactly(dtype, tmp_path):
+    model = make("lenet5", "pruned+shared").to(dtype)
+    save_compressed(model, tmp_path / "h.nsq")
+    back = load_compressed(tmp_path / "h.nsq", model=build("lenet5").to(dtype))
+    expected = effective_state(model)
+    for k, v in back.state_dict().items():
+        assert v.dtype == dtype or not v.is_floating_point()
+        assert torch.equal(v.view(torch.int16) if v.dtype == dtype else v,
+                           expected[k].view(torch.int16) if v.dtype == dtype else expected[k])
+    x = torch.randn(2, 1, 28, 28).to(dtype)
+    assert torch.equal(back(x), strip_(copy.deepcopy(model)).eval()(x))
+
+
 def test_unsupported_dtype_and_bad_meta_name_the_problem(tmp_path):
-    with pytest.raises(ValueError, match="'fc1.weight'"):
-        save_compressed(build("lenet-300-100").bfloat16(), tmp_path / "x.nsq")
+    model = build("lenet-300-100")
+    model.register_buffer("phase", torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="'phase'"):
+        save_compressed(model, tmp_path / "x.nsq")
     with pytest.raises(ValueError, match="JSON"):
         save_compressed(build("lenet-300-100"), tmp_path / "x.nsq", meta={"f": object()})
 
@@ -255,9 +276,11 @@ def test_report_accounts_for_every_byte(tmp_path):
     t = rep["totals"]
     assert rep["file_bytes"] == t["file_bytes"] == size
     assert sum(x["bytes"] for x in rep["layers"]) + t["overhead_bytes"] == size
-    assert [x["name"] for x in rep["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
-    fc1 = rep["layers"][2]
-    assert fc1["kind"] == "fc" and fc1["tensors"] == ["fc1.weight", "fc1.bias"]
+    assert [x["name"] for x in rep["layers"]] == [
+        "conv1", "(dense tensors, packed)", "conv2", "fc1", "fc2"]
+    assert rep["layers"][1]["tensors"] == ["conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"]
+    fc1 = rep["layers"][3]
+    assert fc1["kind"] == "fc" and fc1["tensors"] == ["fc1.weight"]
     assert fc1["weights"] == 400_000 and fc1["kept"] == pytest.approx(0.1, abs=1e-3)
     assert fc1["codebook_size"] == 32 and fc1["requested_gap_bits"] == 5
     assert 4.5 < fc1["index_bits"] < 5.5 and fc1["gap_field_bits"] == 5
@@ -280,9 +303,11 @@ def test_report_of_a_model_with_buffers_groups_by_module(tmp_path):
     path = tmp_path / "c.nsq"
     save_compressed(trained_custom(), path)
     rep = compressed_report(path, baseline=False)
+    dense = next(x for x in rep["layers"] if x["name"] == "(dense tensors, packed)")
+    assert dense["kind"] is None
+    assert {"bn.weight", "bn.running_var"} <= set(dense["tensors"])
     bn = next(x for x in rep["layers"] if x["name"] == "bn")
-    assert bn["kind"] is None and bn["main_tensor"] == "bn.weight"
-    assert "bn.num_batches_tracked" in bn["tensors"]
+    assert bn["tensors"] == ["bn.num_batches_tracked"]  # the only int64 tensor: alone
     t = rep["totals"]
     assert t["dense_bytes"] == t["dense_float32_bytes"] + 8  # the int64 batch counter
     assert sum(x["bytes"] for x in rep["layers"]) + t["overhead_bytes"] == path.stat().st_size

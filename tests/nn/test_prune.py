@@ -119,8 +119,13 @@ def test_config_round_trips_through_json_and_copies_dicts():
     assert PruneConfig.from_dict({"quality": 1.0}).criterion == "quality"
     with pytest.raises(ValueError, match=r"unknown PruneConfig field\(s\) \['sparsiti'\]"):
         PruneConfig.from_dict({"sparsiti": 0.5})
-    with pytest.raises(TypeError, match="PruneConfig or a dict"):
-        prune_(make(), 0.5)
+    with pytest.raises(TypeError, match="PruneConfig, a dict or a sparsity"):
+        prune_(make(), "0.5")
+    # a float is a sparsity: the same masks as PruneConfig(sparsity=0.5)
+    a, b = make(), make()
+    prune_(a, 0.5)
+    prune_(b, PruneConfig(sparsity=0.5))
+    assert all(torch.equal(x, y) for x, y in zip(masks(a).values(), masks(b).values()))
 
 
 def test_exact_name_beats_patterns_then_first_pattern_wins():

@@ -115,8 +115,13 @@ def test_config_defaults_bits_for_and_round_trip():
     assert back == per
     with pytest.raises(ValueError, match=r"unknown ShareConfig field\(s\) \['k'\]"):
         ShareConfig.from_dict({"k": 4})
-    with pytest.raises(TypeError, match="ShareConfig or a dict"):
-        share_weights_(make(), 5)
+    with pytest.raises(TypeError, match="ShareConfig, a dict or bits"):
+        share_weights_(make(), "5")
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        share_weights_(make(), 17)
+    # an int is bits for every layer: ShareConfig(bits=3)
+    assert [r.k for r in share_report(share_weights_(make(), 3))] == [8] * len(
+        share_report(share_weights_(make(), ShareConfig(bits=3))))
 
 
 def test_pattern_matching_no_layer_lists_the_layers():
