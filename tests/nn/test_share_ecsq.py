@@ -1,0 +1,53 @@
+"""share_weights_ with method="ecsq" and per-weight importance."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netsqueeze.core.ecsq import label_entropy
+from netsqueeze.nn.prune import PruneConfig, prune_
+from netsqueeze.nn.share import ShareConfig, codebooks, share_weights_
+
+
+def _model():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
+    prune_(m, PruneConfig(sparsity=0.7))
+    return m
+
+
+def test_ecsq_meets_the_rate_and_keeps_pruned_weights_zero():
+    m = _model()
+    zeros = m[0].weight.detach() == 0
+    share_weights_(m, ShareConfig(bits=5, method="ecsq", target_bits=2.0))
+    for name, cb in codebooks(m).items():
+        kept = cb.index != cb.centroids.size
+        assert label_entropy(cb.index[kept]) <= 2.0 + 1e-9, name
+        assert cb.centroids.size <= 32
+    assert torch.all(m[0].weight[zeros] == 0)
+    # centroids are trainable parameters, as for k-means sharing
+    loss = m(torch.randn(8, 64)).square().sum()
+    loss.backward()
+    assert m[0].weight_centroids.grad is not None
+
+
+def test_importance_changes_the_codebook():
+    a, b = _model(), _model()
+    w = a[0].weight.detach()
+    imp = torch.where(w > 0, 100.0, 1.0)
+    share_weights_(a, ShareConfig(bits=3))
+    share_weights_(b, ShareConfig(bits=3), importance={"0": imp})
+    ca, cb = codebooks(a)["0"], codebooks(b)["0"]
+    assert not np.allclose(ca.centroids, cb.centroids)
+    err = lambda c: float((imp.numpy() * (c.decode() - w.numpy()) ** 2).sum())  # noqa: E731
+    assert err(cb) < err(ca)
+
+
+def test_config_checks_and_round_trip():
+    with pytest.raises(ValueError, match="method='ecsq'"):
+        ShareConfig(target_bits=2.0).validate()
+    with pytest.raises(ValueError, match="not both"):
+        ShareConfig(method="ecsq", target_bits=2.0, ecsq_lambda=0.1).validate()
+    c = ShareConfig(method="ecsq", target_bits=2.5)
+    assert ShareConfig.from_dict(c.to_dict()) == c
