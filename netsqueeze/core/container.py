@@ -7,8 +7,9 @@ A file holds a JSON header (architecture, arguments, free metadata) and one
   fillers, :mod:`netsqueeze.core.sparse`, only the non-zero elements have a value);
 * **values**: ``raw`` (the elements' bytes in the tensor's dtype) or ``codebook`` (sorted
   distinct values + one cluster index per stored value);
-* every symbol stream (gaps, indices) coded ``fixed`` width or canonical ``huffman``
-  (:mod:`netsqueeze.core.entropy`).
+* every symbol stream (gaps, indices) coded ``fixed`` width, canonical ``huffman``
+  (:mod:`netsqueeze.core.entropy`) or context-modelled ``rans`` (:mod:`netsqueeze.core.rans`,
+  format version 2).
 
 :func:`encode_tensor` picks the smallest combination, counting every byte that is written.
 Decoding is exact: same dtype, shape and bits (zero means the all-zero bit pattern, so
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from netsqueeze.core import entropy as _ent
+from netsqueeze.core import rans as _rans
 from netsqueeze.core import sparse as _sp
 from netsqueeze.core.fileio import atomic_write_bytes
 from netsqueeze.errors import FormatError
@@ -51,14 +53,17 @@ __all__ = [
     "encode_tensor",
     "nsq_bytes",
     "paper_formula_bits",
+    "prev_zero_context",
     "read_nsq",
     "write_nsq",
 ]
 
 #: First 8 bytes of every ``.nsq`` file (PNG-style: catches text-mode and 7-bit transfers).
 MAGIC = b"\x89NSQ\r\n\x1a\n"
-#: The only layout version this reader reads and this writer writes.
-FORMAT_VERSION = 1
+#: The layout version this writer writes (2: adds the rANS stream coding).
+FORMAT_VERSION = 2
+#: Every version this reader reads.
+READABLE_VERSIONS = (1, 2)
 _END = b"NSQE"
 _FIXED_HEAD = struct.Struct("<8sHHII")  # magic, version, flags, json length, record count
 _TRAILER = struct.Struct("<4sI")  # end marker, CRC32 of everything before the CRC
@@ -90,7 +95,8 @@ _DTYPES = {
 }
 _DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
 _FLOATS = ("float16", "float32", "float64")
-_CODINGS = {0: "fixed", 1: "huffman"}
+_CODINGS = {0: "fixed", 1: "huffman", 2: "rans"}
+_CODING_CODES = {v: k for k, v in _CODINGS.items()}
 _LEN_BITS = 5  # bits per stored Huffman code length (0..16)
 
 
@@ -176,7 +182,7 @@ class StreamRecord:
 
     Attributes
     ----------
-    coding : {"fixed", "huffman"}
+    coding : {"fixed", "huffman", "rans"}
     n_symbols : int
     alphabet_size : int
         Symbols are in ``[0, alphabet_size)``, ``1 <= alphabet_size <= 65536``.
@@ -192,6 +198,8 @@ class StreamRecord:
         Symbols per decoding lane (``huffman`` only).
     block_starts : ndarray of shape (n_blocks,), int64, or None
         Bit offset of every block (``huffman`` only).
+    rans : RansStream or None
+        Model, lane states and words (``rans`` only; ``payload`` is its states and words).
     """
 
     coding: str
@@ -203,6 +211,7 @@ class StreamRecord:
     code_lengths: np.ndarray | None = None
     block_size: int = 0
     block_starts: np.ndarray | None = None
+    rans: _rans.RansStream | None = None
 
     @cached_property
     def _block_fields(self) -> tuple[int, int, np.ndarray]:
@@ -224,10 +233,11 @@ class StreamRecord:
     def header_bytes(self) -> bytes:
         """Everything of this stream but the payload, as written."""
         out = [
-            struct.pack(
-                "<BQI", 0 if self.coding == "fixed" else 1, self.n_symbols, self.alphabet_size
-            )
+            struct.pack("<BQI", _CODING_CODES[self.coding], self.n_symbols, self.alphabet_size)
         ]
+        if self.coding == "rans":
+            out.append(self.rans.fields_bytes())
+            return b"".join(out)
         if self.coding == "fixed":
             out.append(struct.pack("<B", self.width))
         else:
@@ -245,6 +255,8 @@ class StreamRecord:
         """Bytes of :meth:`header_bytes`."""
         if self.coding == "fixed":
             return 22
+        if self.coding == "rans":
+            return 13 + self.rans.model_bytes + 12
         _, width, deltas = self._block_fields
         return (
             13
@@ -262,7 +274,10 @@ class StreamRecord:
 
     @property
     def index_bits(self) -> int:
-        """Bits spent on the block offsets (0 for fixed-width streams)."""
+        """Bits spent on the block offsets (0 for fixed-width streams; the lane states of an
+        rANS stream)."""
+        if self.coding == "rans":
+            return 32 * self.rans.n_lanes
         if self.coding == "fixed":
             return 0
         _, width, deltas = self._block_fields
@@ -272,8 +287,13 @@ class StreamRecord:
         """Descriptor followed by the payload, as written in the file."""
         return self.header_bytes() + self.payload
 
-    def decode(self) -> np.ndarray:
+    def decode(self, ext=None) -> np.ndarray:
         """The symbols.
+
+        Parameters
+        ----------
+        ext : ndarray of shape (n_symbols,), optional
+            External contexts of an rANS stream that uses them (see :func:`prev_zero_context`).
 
         Returns
         -------
@@ -292,6 +312,8 @@ class StreamRecord:
                     f"{self.alphabet_size}"
                 )
             return out
+        if self.coding == "rans":
+            return _rans.rans_decode(self.rans, ext=ext)
         stream = _ent.HuffmanStream(
             self.n_symbols,
             self.code_lengths,
@@ -323,27 +345,75 @@ def _huffman_stream(s: np.ndarray, a: int, lengths: np.ndarray) -> StreamRecord:
 
 
 def _check_entropy(entropy: str) -> str:
-    if entropy not in ("auto", "huffman", "fixed"):
-        raise ValueError(f"entropy must be 'auto', 'huffman' or 'fixed', got {entropy!r}")
+    if entropy not in ("auto", "huffman", "fixed", "rans", "classic"):
+        raise ValueError(
+            f"entropy must be 'auto', 'huffman', 'fixed', 'rans' or 'classic', got {entropy!r}"
+        )
     return entropy
 
 
-def encode_stream(symbols, alphabet_size: int, *, entropy: str = "auto") -> StreamRecord:
-    """Code a symbol stream fixed-width or canonical Huffman, whichever is smaller.
+def prev_zero_context(positions) -> np.ndarray:
+    """External context of the cluster indices of a sparse tensor: 1 where the element before
+    a stored value (in C order) is zero (or absent), 0 where it is stored too.
+
+    Parameters
+    ----------
+    positions : ndarray of shape (k,), increasing
+        Flat positions of the stored values.
+
+    Returns
+    -------
+    ndarray of shape (k,), int64
+    """
+    pos = np.asarray(positions, np.int64).reshape(-1)
+    out = np.ones(pos.size, np.int64)
+    if pos.size > 1:
+        out[1:] = np.diff(pos) != 1
+    return out
+
+
+def _rans_stream(s: np.ndarray, a: int, ext, n_ext: int) -> StreamRecord | None:
+    r = _rans.choose_rans(s, a, ext=ext, n_ext=n_ext)
+    if r is None:
+        return None
+    payload = r.payload()
+    return StreamRecord("rans", r.n_symbols, a, 8 * len(payload), payload, rans=r)
+
+
+def encode_stream(
+    symbols, alphabet_size: int, *, entropy: str = "auto", ext=None, n_ext: int = 1
+) -> StreamRecord:
+    """Code a symbol stream fixed-width, canonical Huffman or rANS, whichever is smallest.
 
     Parameters
     ----------
     symbols : array_like of int, shape (n,)
         Values in ``[0, alphabet_size)``.
     alphabet_size : int, 1..65536
-    entropy : {"auto", "huffman", "fixed"}, default "auto"
-        ``auto`` compares the written sizes, code-length table and block offsets included.
+    entropy : {"auto", "huffman", "fixed", "rans", "classic"}, default "auto"
+        ``auto`` compares the written sizes (code-length table, block offsets, rANS model and
+        lane states included); ``classic`` does so without rANS (files readable by format
+        version 1 readers); ``rans`` takes rANS when it applies (else as ``classic``).
+    ext : ndarray of shape (n,), optional
+        External context of every symbol in ``[0, n_ext)``, for rANS (the decoder must be able
+        to compute it before this stream: :func:`prev_zero_context` for the index stream of a
+        sparse tensor).
+    n_ext : int, default 1
 
     Returns
     -------
     StreamRecord
     """
     _check_entropy(entropy)
+    if entropy in ("auto", "rans"):
+        base = encode_stream(symbols, alphabet_size, entropy="classic")
+        s = np.asarray(symbols).reshape(-1)
+        r = _rans_stream(s, int(alphabet_size), ext, n_ext) if s.size else None
+        if r is not None and (entropy == "rans" or r.nbytes < base.nbytes):
+            return r
+        return base
+    if entropy == "classic":
+        entropy = "auto"
     s = np.asarray(symbols).reshape(-1)
     a = int(alphabet_size)
     counts = _ent.symbol_counts(s, a)
@@ -365,15 +435,21 @@ def encode_stream(symbols, alphabet_size: int, *, entropy: str = "auto") -> Stre
     return h
 
 
-def _read_stream(cur: _Cursor, what: str, alphabet: int) -> StreamRecord:
+def _read_stream(
+    cur: _Cursor, what: str, alphabet: int, max_ext: int = 1, version: int = FORMAT_VERSION
+) -> StreamRecord:
     coding_code = cur.u8(f"{what} coding")
-    if coding_code not in _CODINGS:
+    if coding_code not in _CODINGS or (coding_code == 2 and version < 2):
         raise FormatError(f"{cur.what}: {what} has unknown coding {coding_code}")
     coding = _CODINGS[coding_code]
     n = cur.u64(f"{what} symbol count")
     a = cur.u32(f"{what} alphabet size")
     if a != alphabet:
         raise FormatError(f"{cur.what}: {what} alphabet is {a}, expected {alphabet}")
+    if coding == "rans":
+        r = _rans.read_fields(cur, what, n, a, max_ext)
+        payload = r.payload()
+        return StreamRecord("rans", n, a, 8 * len(payload), payload, rans=r)
     # every symbol costs at least one bit: a count beyond the remaining bits is a lie
     if n > 8 * cur.left:
         raise FormatError(f"{cur.what}: {what} claims {n} symbols but only {cur.left} bytes remain")
@@ -545,8 +621,21 @@ class TensorRecord:
         if self.gaps is not None:
             out["gaps"] = self.gaps.decode()
         if self.indices is not None:
-            out["indices"] = self.indices.decode()
+            out["indices"] = self.indices.decode(ext=self._index_context(out.get("gaps")))
         return out
+
+    def _index_context(self, gaps) -> np.ndarray | None:
+        """External contexts of an rANS index stream that uses them (sparse records only)."""
+        st = self.indices
+        if st is None or st.rans is None or st.rans.n_ext == 1 or gaps is None:
+            return None
+        pos = _sp.gap_positions(gaps, gap_bits=self.gap_bits, size=self.numel)
+        if pos.size != st.n_symbols:
+            raise FormatError(
+                f"tensor '{self.name}': the gap stream places {pos.size} values but "
+                f"{st.n_symbols} are stored"
+            )
+        return prev_zero_context(pos)
 
     def decode(self, *, max_bytes: int | None = None) -> np.ndarray:
         """Same as :func:`decode_tensor` (``decode_tensor(self, max_bytes=...)``)."""
@@ -837,8 +926,9 @@ def encode_tensor(
         dtype is allowed for float tensors only; when narrower than the tensor's, the
         decoded tensor equals the tensor with its codebook rounded to that dtype (and a
         value that rounds to zero decodes as zero). Raw storage, when smaller, stays exact.
-    entropy : {"auto", "huffman", "fixed"}, default "auto"
-        Coding of each symbol stream; ``auto`` takes the smaller written size.
+    entropy : {"auto", "huffman", "fixed", "rans", "classic"}, default "auto"
+        Coding of each symbol stream; ``auto`` takes the smallest written size of fixed,
+        Huffman and rANS (:func:`encode_stream`); ``classic`` leaves rANS out.
 
     Returns
     -------
@@ -885,7 +975,7 @@ def encode_tensor(
         dense_cb = _with_zero(*sp_cb, nz_pos, numel, dtype)
     candidates = []
 
-    def values_options(cb, sel_bits):
+    def values_options(cb, sel_bits, ext=None):
         """(size, codebook array, index stream, raw bytes) options for the stored values."""
         raw = sel_bits.astype(ubits.newbyteorder("<"))
         opts = [(8 + len(sel_bits) * item, None, None, raw)]  # + the raw length field
@@ -893,7 +983,8 @@ def encode_tensor(
             book = cb[0].view(dtype)
             if cb_dtype != dtype:
                 book = book.astype(cb_dtype)
-            st = encode_stream(cb[1], cb[0].size, entropy=entropy)
+            st = encode_stream(cb[1], cb[0].size, entropy=entropy, ext=ext,
+                               n_ext=1 if ext is None else 2)
             opts.append((book.nbytes + st.nbytes, book, st, None))
         return opts
 
@@ -907,7 +998,8 @@ def encode_tensor(
         if counts["n_symbols"] < numel:
             gsyms = _sp.gap_symbols(nz_pos, gap_bits=gap_bits, size=numel)
             gst = encode_stream(gsyms, 1 << gap_bits, entropy=entropy)
-            for size, book, st, raw in values_options(sp_cb, nz_bits):
+            ext = prev_zero_context(nz_pos) if entropy in ("auto", "rans") else None
+            for size, book, st, raw in values_options(sp_cb, nz_bits, ext):
                 candidates.append((size + gst.nbytes, gap_bits, book, gst, st, raw))
 
     # smallest wins; ties keep the earlier (dense before sparse, raw before codebook)
@@ -1015,9 +1107,23 @@ def _decode_tensor(record: TensorRecord, max_bytes: int | None) -> np.ndarray:
                 f"{what}: {record.gaps.n_symbols} gap symbols cannot place {n_values} values "
                 f"in {numel} elements"
             )
+    # positions first: they give the index stream's contexts
+    pos = None
+    if record.gap_bits is not None:
+        pos = _sp.gap_positions(record.gaps.decode(), gap_bits=record.gap_bits, size=numel)
+        if pos.size != n_values:
+            raise FormatError(
+                f"{what}: the gap stream places {pos.size} values but {n_values} are stored"
+            )
     # values
     if record.codebook is not None:
-        idx = record.indices.decode()
+        st = record.indices
+        ext = None
+        if st.rans is not None and st.rans.n_ext > 1:
+            if pos is None:
+                raise FormatError(f"{what}: index contexts need sparse positions")
+            ext = prev_zero_context(pos)
+        idx = st.decode(ext=ext)
         with np.errstate(over="ignore", invalid="ignore"):
             book = record.codebook.astype(dtype).view(ubits)
         if idx.size and int(idx.max()) >= book.size:
@@ -1028,11 +1134,6 @@ def _decode_tensor(record: TensorRecord, max_bytes: int | None) -> np.ndarray:
     if record.gap_bits is None:
         out = vals
     else:
-        pos = _sp.gap_positions(record.gaps.decode(), gap_bits=record.gap_bits, size=numel)
-        if pos.size != n_values:
-            raise FormatError(
-                f"{what}: the gap stream places {pos.size} values but {n_values} are stored"
-            )
         out = np.zeros(numel, ubits)
         out[pos] = vals
     return out.view(dtype).reshape(record.shape)
@@ -1218,11 +1319,15 @@ def _parse(data: bytes, label: str, max_bytes: int | None) -> NSQFile:
             f"({MIN_FILE_SIZE} bytes)"
         )
     _, version, flags, json_len, n_records = _FIXED_HEAD.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        newer = " (written by a newer netsqueeze: upgrade to read it)" if version > 1 else ""
+    if version not in READABLE_VERSIONS:
+        newer = (
+            " (written by a newer netsqueeze: upgrade to read it)"
+            if version > FORMAT_VERSION
+            else ""
+        )
         raise FormatError(
-            f"{label}: format version {version} is not supported; this reader reads version "
-            f"{FORMAT_VERSION}{newer}"
+            f"{label}: format version {version} is not supported; this reader reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}{newer}"
         )
     end_marker, crc = _TRAILER.unpack_from(data, size - _TRAILER.size)
     if end_marker != _END:
@@ -1251,7 +1356,9 @@ def _parse(data: bytes, label: str, max_bytes: int | None) -> NSQFile:
         (rec_crc,) = cur.unpack("I", f"record {i} checksum")
         if zlib.crc32(body) != rec_crc:
             raise FormatError(f"{label}: record {i} checksum mismatch: the record is corrupt")
-        rec = _parse_record(view, cur.pos - 4 - body_len, cur.pos - 4, f"{label}: record {i}")
+        rec = _parse_record(
+            view, cur.pos - 4 - body_len, cur.pos - 4, f"{label}: record {i}", version
+        )
         if rec.name in names:
             raise FormatError(f"{label}: two records are named {rec.name!r}")
         names.add(rec.name)
@@ -1261,7 +1368,9 @@ def _parse(data: bytes, label: str, max_bytes: int | None) -> NSQFile:
     return NSQFile(header, records, version, size, max_bytes)
 
 
-def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRecord:
+def _parse_record(
+    view: memoryview, start: int, end: int, what: str, version: int = FORMAT_VERSION
+) -> TensorRecord:
     cur = _Cursor(view, start, end, what)
     name_len = cur.u16("name length")
     try:
@@ -1305,8 +1414,14 @@ def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRe
         codebook = np.frombuffer(raw_cb, cb_dtype.newbyteorder("<")).astype(cb_dtype)
     else:
         raise FormatError(f"{what}: unknown values coding {vcode}")
-    gaps = _read_stream(cur, "gap stream", 1 << gbits) if gbits is not None else None
-    indices = _read_stream(cur, "index stream", k) if codebook is not None else None
+    gaps = (
+        _read_stream(cur, "gap stream", 1 << gbits, 1, version) if gbits is not None else None
+    )
+    indices = (
+        _read_stream(cur, "index stream", k, 2 if gbits is not None else 1, version)
+        if codebook is not None
+        else None
+    )
     raw = None
     if codebook is None:
         raw_len = cur.u64("raw value length")
