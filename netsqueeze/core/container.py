@@ -52,6 +52,7 @@ __all__ = [
     "encode_stream",
     "encode_tensor",
     "nsq_bytes",
+    "information_floor_bits",
     "paper_formula_bits",
     "prev_zero_context",
     "read_nsq",
@@ -657,7 +658,12 @@ class TensorRecord:
             included, per stored weight), ``record_bytes``, ``original_bytes``
             (``numel * itemsize``), ``compression_ratio``, ``bits_per_weight`` (record bits per
             stored weight), ``entropy_bound_bytes`` (streams at their entropy bound + codebook
-            + raw values), ``paper_bits`` (:func:`paper_formula_bits`).
+            + raw values), ``paper_bits`` (:func:`paper_formula_bits`), ``floor_bytes`` (the
+            information floor of what is stored, :func:`information_floor_bits`: positions
+            ``log2 C(numel, nonzeros)`` + values ``nonzeros x H0`` of the non-zero values (raw
+            values: as written) + the non-zero codebook entries), ``floor_positions_bits``,
+            ``floor_values_bits``, ``floor_codebook_bits``, ``above_floor``
+            (``record_bytes / floor_bytes - 1``; negative when contexts beat the floor).
 
             Stream dict: ``coding``, ``n_symbols``, ``alphabet_size``, ``payload_bytes``,
             ``descriptor_bytes``, ``total_bytes``, ``bits_per_symbol`` (total), ``index_bits``
@@ -681,9 +687,13 @@ class TensorRecord:
                 cb_bits = self.codebook.astype(self.dtype).view(_uint_view(self.dtype))
             counts = np.bincount(syms["indices"], minlength=self.codebook.size)
             nonzeros = int(counts[cb_bits != 0].sum())
+            floor_vals = _ent.entropy_bits(counts[cb_bits != 0])
+            floor_cb = int(np.count_nonzero(cb_bits)) * 8 * self.codebook.dtype.itemsize
         else:
             raw = np.frombuffer(self.raw, _uint_view(self.dtype).newbyteorder("<"))
             nonzeros = int(np.count_nonzero(raw))
+            floor_vals = 8.0 * item * nonzeros
+            floor_cb = 0
         fillers = 0
         paper_fillers = 0
         if self.gap_bits is not None:
@@ -696,6 +706,8 @@ class TensorRecord:
         k = 0 if self.codebook is None else int(self.codebook.size)
         record_bytes = self.nbytes
         bound = cb_bytes + raw_bytes + sum(s["entropy_bytes"] for s in streams.values())
+        floor_pos = information_floor_bits(numel, nonzeros)
+        floor_bytes = (floor_pos + floor_vals + floor_cb) / 8
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -732,6 +744,11 @@ class TensorRecord:
                 codebook_size=k,
                 value_bits=8 * (self.codebook.dtype.itemsize if k else item),
             ),
+            "floor_positions_bits": floor_pos,
+            "floor_values_bits": floor_vals,
+            "floor_codebook_bits": floor_cb,
+            "floor_bytes": floor_bytes,
+            "above_floor": record_bytes / floor_bytes - 1 if floor_bytes else None,
         }
 
 
@@ -780,6 +797,21 @@ def _stream_stats(st: StreamRecord, symbols: np.ndarray) -> dict:
         "entropy_bits": h,
         "entropy_bytes": h / 8,
     }
+
+
+def information_floor_bits(numel: int, nonzeros: int) -> float:
+    """``log2 C(numel, nonzeros)``: bits that name which ``nonzeros`` of ``numel`` positions
+    hold a value, when every such set is equally likely (lgamma, exact to ~1e-9 relative).
+
+    >>> information_floor_bits(4, 2) == math.log2(6)
+    True
+    """
+    n, k = int(numel), int(nonzeros)
+    if not 0 <= k <= n:
+        raise ValueError(f"nonzeros must be in 0..numel, got {k} of {n}")
+    if k in (0, n):
+        return 0.0
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
 
 
 def paper_formula_bits(

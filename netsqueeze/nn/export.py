@@ -500,6 +500,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _above(nbytes: float, floor: float) -> float | None:
+    """How far ``nbytes`` is above the information floor (negative: below it)."""
+    return nbytes / floor - 1.0 if floor else None
+
+
 def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> dict:
     by_name = {s["name"]: s for s in stats}
     main = by_name.get(_prefixed(layer, "weight")) or max(stats, key=lambda s: s["numel"])
@@ -544,6 +549,8 @@ def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> 
         "ratio": _ratio(dense, nbytes),
         "entropy_bound_bytes": sum(s["entropy_bound_bytes"] for s in stats),
         "paper_bytes": sum(s["paper_bits"] for s in stats) / 8,
+        "floor_bytes": sum(s["floor_bytes"] for s in stats),
+        "above_floor": _above(nbytes, sum(s["floor_bytes"] for s in stats)),
     }
 
 
@@ -606,7 +613,11 @@ def compressed_report(source, *, baseline: bool = True, max_bytes: int | None = 
         entropy_bytes - 1``), ``entropy_bound_bytes`` (records with streams at the bound:
         codebooks and raw values as written), ``paper_bytes`` (the paper's formula: stored
         entries x (index + gap bits) + codebooks, fillers counted the paper's way),
-        ``paper_vs_actual`` (``records_bytes / paper_bytes``);
+        ``paper_vs_actual`` (``records_bytes / paper_bytes``), ``floor_bytes`` (the information
+        floor of what is stored: ``log2 C(N, k)`` for the positions of the ``k`` non-zeros among
+        ``N`` elements + ``k`` x the zero-order entropy of the non-zero values + the codebooks;
+        raw values as written) and ``above_floor`` (``records_bytes / floor_bytes - 1``;
+        negative when the context coder goes below it); every layer has both too;
 
         ``baseline``: None, or ``what``, ``torch_save_bytes``, ``gzip_bytes``, ``ratio``
         (``gzip_bytes / file_bytes``);
@@ -660,6 +671,8 @@ def compressed_report(source, *, baseline: bool = True, max_bytes: int | None = 
         "entropy_bound_bytes": sum(x["entropy_bound_bytes"] for x in layers),
         "paper_bytes": paper,
         "paper_vs_actual": _ratio(records_bytes, paper),
+        "floor_bytes": sum(x["floor_bytes"] for x in layers),
+        "above_floor": _above(records_bytes, sum(x["floor_bytes"] for x in layers)),
     }
     report = {
         "file": str(Path(source)) if isinstance(source, str | os.PathLike) else None,
