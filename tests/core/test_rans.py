@@ -330,3 +330,17 @@ def test_random_contexts_only_format_error(seed):
         assert out.size == r.n_symbols
     except FormatError:
         pass
+
+
+def test_size_estimate_matches_the_written_size():
+    from netsqueeze.core import rans as R
+
+    rng = np.random.default_rng(6)
+    for n, a, th, p in [(50_000, 40, [2, 5], 12), (3000, 8, [], 10), (20_000, 300, [1], 14)]:
+        s = geometric_symbols(rng, n, a, 5.0)
+        r = rans_encode(s, a, thresholds=th, prob_bits=p)
+        c = len(th) + 1
+        key = R._contexts(s, None, np.array(th, np.int64), c, -(-n // r.n_lanes))
+        counts = np.bincount(key * r.freqs.shape[1] + s, minlength=c * r.freqs.shape[1])
+        est = R._estimate(counts.reshape(c, -1), p, c, r.n_lanes)
+        assert abs(est - r.fields_size) <= 0.002 * r.fields_size + 4, (est, r.fields_size)
