@@ -481,7 +481,7 @@ def _estimate(counts: np.ndarray, p: int, c: int, nl: int) -> float:
 def choose_rans(
     symbols, alphabet_size: int, *, ext=None, n_ext: int = 1, lane_size: int = LANE_SIZE
 ) -> RansStream | None:
-    """The smallest of a few context models (buckets of the previous symbol: 1, 2, 3, 4;
+    """The smallest of a few context models (buckets of the previous symbol: 1, 2, 3, 4, 6, 8;
     with and without ``ext``; precision 10, 12 or 14 bits), or None when rANS does not apply
     (empty stream, or the rule "at least 1/64 bit per symbol" would fail). Sizes are estimated
     from the counts (:func:`_estimate`); only the best model is encoded."""
@@ -493,7 +493,7 @@ def choose_rans(
     best = None
     bucket_opts = [np.zeros(0, np.int64)]
     if a > 1:
-        for nb in (2, 3, 4):
+        for nb in (2, 3, 4, 6, 8):
             th = _quantile_thresholds(s, a, nb)
             if th.size and not any(np.array_equal(th, o) for o in bucket_opts):
                 bucket_opts.append(th)

@@ -289,6 +289,7 @@ def save_compressed(
     gap_bits: int | Mapping[str, int | None] | None = None,
     codebook_dtype: str | None = None,
     meta: Mapping | None = None,
+    entropy: str = "auto",
 ) -> dict:
     """Write ``model`` (every tensor of its ``state_dict``) as a compressed ``.nsq`` file.
 
@@ -314,6 +315,10 @@ def save_compressed(
         (exact); "float16" halves the codebooks and rounds the decoded weights to float16.
     meta : dict, optional
         Free JSON-serializable metadata stored in the header (accuracy, recipe, seed ...).
+    entropy : {"auto", "classic", "huffman", "fixed", "rans"}, default "auto"
+        Coding of the symbol streams (:func:`netsqueeze.core.container.encode_tensor`):
+        ``auto`` the smallest of fixed, Huffman and rANS with contexts; ``classic`` without
+        rANS (the codings of format version 1).
 
     Returns
     -------
@@ -363,10 +368,11 @@ def save_compressed(
         layer = weights.get(key)
         try:
             if layer is None:
-                rec = encode_tensor(key, array, gap_bits=None)
+                rec = encode_tensor(key, array, gap_bits=None, entropy=entropy)
             else:
                 cbd = codebook_dtype if array.dtype.kind == "f" else None
-                rec = encode_tensor(key, array, gap_bits=plan[layer], codebook_dtype=cbd)
+                rec = encode_tensor(key, array, gap_bits=plan[layer], codebook_dtype=cbd,
+                                    entropy=entropy)
         except ValueError as exc:
             raise ValueError(f"tensor {key!r}: {exc}") from None
         records.append(rec)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from netsqueeze.core.ecsq import label_entropy
-from netsqueeze.nn.prune import PruneConfig, prune_
+from netsqueeze.nn.prune import PruneConfig, prune_, strip_
 from netsqueeze.nn.share import ShareConfig, codebooks, share_weights_
 
 
@@ -51,3 +51,21 @@ def test_config_checks_and_round_trip():
         ShareConfig(method="ecsq", target_bits=2.0, ecsq_lambda=0.1).validate()
     c = ShareConfig(method="ecsq", target_bits=2.5)
     assert ShareConfig.from_dict(c.to_dict()) == c
+
+
+def test_save_compressed_entropy_option(tmp_path):
+    from netsqueeze.core.container import read_nsq
+    from netsqueeze.nn.export import load_compressed, save_compressed
+
+    m = _model()
+    share_weights_(m, ShareConfig(bits=4, method="ecsq", target_bits=2.5))
+    classic = save_compressed(m, tmp_path / "c.nsq", entropy="classic")
+    auto = save_compressed(m, tmp_path / "a.nsq")
+    assert auto["bytes"] <= classic["bytes"]
+    codings = {s.coding for r in read_nsq(tmp_path / "c.nsq").records
+               for s in (r.gaps, r.indices) if s is not None}
+    assert "rans" not in codings
+    a = load_compressed(tmp_path / "a.nsq", model=strip_(_model()))
+    c = load_compressed(tmp_path / "c.nsq", model=strip_(_model()))
+    for (ka, va), (kc, vc) in zip(a.state_dict().items(), c.state_dict().items()):
+        assert ka == kc and torch.equal(va, vc)
