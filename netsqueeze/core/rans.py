@@ -362,9 +362,11 @@ def _decode_tables(freqs: np.ndarray, p: int):
     nctx, n_used = freqs.shape
     m = 1 << p
     used = np.flatnonzero(freqs.sum(axis=1))
-    sym = np.zeros((nctx, m), np.int32)
-    fr = np.ones((nctx, m), np.int32)
-    bias = np.zeros((nctx, m), np.int32)
+    # uint16 (symbols < 2**16, frequencies and offsets <= 2**15): 6 bytes per slot, at most
+    # 16 contexts x 2**15 slots = 3 MiB for the largest model a stream may declare
+    sym = np.zeros((nctx, m), np.uint16)
+    fr = np.ones((nctx, m), np.uint16)
+    bias = np.zeros((nctx, m), np.uint16)
     slots = np.arange(m)
     for i in range(nctx):
         row = freqs[i] if freqs[i].any() else freqs[used[0]]
@@ -437,7 +439,7 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
         if e2 is not None:
             idx += e2[t, :na]
         s = sym[idx]
-        xa = fr[idx] * (xa >> p) + bias[idx]
+        xa = fr[idx].astype(np.int64) * (xa >> p) + bias[idx]
         m = xa < _L
         k = int(np.count_nonzero(m))
         if k:
