@@ -277,6 +277,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     ap.add_argument("--dahuffman-n", type=int, default=200_000, help="symbols timed with dahuffman")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--payloads", nargs="*", default=None,
+                    help="only these payloads (idx32 idx256 gaps8 gaps5 ar16)")
+    ap.add_argument("--skip-general", action="store_true",
+                    help="skip dahuffman, zlib and zstd (the slow reference coders)")
     args = ap.parse_args(argv)
     n = args.n or (10**6 if args.quick else 10**7)
     repeat = 1 if args.quick else args.repeat
@@ -302,12 +306,15 @@ def main(argv=None) -> dict:
         "payloads": {},
     }
     for name, (sym, alphabet) in payloads.items():
+        if args.payloads and name not in args.payloads:
+            continue
         counts = np.bincount(sym, minlength=alphabet)
         h_bits = E.entropy_bits(counts)
         res = {"entropy": {"bytes": h_bits / 8}}
         res.update(run_ours(sym, alphabet, repeat))
-        res.update(run_dahuffman(sym, alphabet, min(args.dahuffman_n, sym.size)))
-        res.update(run_general(sym, repeat))
+        if not args.skip_general:
+            res.update(run_dahuffman(sym, alphabet, min(args.dahuffman_n, sym.size)))
+            res.update(run_general(sym, repeat))
         res.update(run_ans(sym, alphabet, repeat))
         res.update(run_rans(sym, alphabet, repeat))
         ours = res["ours_huffman"]["bytes"]

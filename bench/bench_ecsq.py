@@ -56,6 +56,7 @@ from netsqueeze.core.kmeans1d import KMeans1D  # noqa: E402
 from netsqueeze.data import load  # noqa: E402
 from netsqueeze.experiments.recipe import load_recipe  # noqa: E402
 from netsqueeze.models import build  # noqa: E402
+from netsqueeze.models.checkpoint import load_checkpoint  # noqa: E402
 from netsqueeze.nn.prune import prune_  # noqa: E402
 from netsqueeze.nn.export import save_compressed  # noqa: E402
 from netsqueeze.nn.modules import compressible_layers  # noqa: E402
@@ -88,7 +89,7 @@ def kept_weights(model):
     return out
 
 
-def part1(model, imp, share: ShareConfig) -> dict:
+def part1(model, imp, share: ShareConfig, points: int) -> dict:
     res = {}
     for name, (kind, w, keep) in kept_weights(model).items():
         x = w[keep].astype(np.float64)
@@ -96,7 +97,7 @@ def part1(model, imp, share: ShareConfig) -> dict:
         h = h / h.mean() if h.sum() > 0 else np.ones_like(x)
         bits = share.bits_for(name, kind)
         rows = []
-        for b in range(1, bits + 1):
+        for b in range(max(1, bits - points + 1), bits + 1):
             km = KMeans1D(2**b, init="linear").fit(x)
             c = km.centroids_[km.labels_]
             rate = label_entropy(km.labels_)
@@ -172,6 +173,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--finetune-iterations", type=int, default=None,
                     help="override the recipe's fine-tuning iterations")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--points", type=int, default=6,
+                    help="part 1: k-means at the last this many bit widths up to the recipe's")
+    ap.add_argument("--save-pruned", default=None, help="save the one-shot pruned model here")
     ap.add_argument("--model", default="lenet5", help="its recipe (built-in name or TOML)")
     ap.add_argument("--data-dir", default=str(DEFAULT_MNIST))
     ap.add_argument("--fisher-batches", type=int, default=20)
@@ -192,8 +196,12 @@ def main(argv=None) -> dict:
     else:
         t = time.perf_counter()
         ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        model = build(args.model)
-        model.load_state_dict(ck["model"])
+        if isinstance(ck, dict) and "model" in ck:  # a training checkpoint
+            model = build(args.model)
+            model.load_state_dict(ck["model"])
+        else:  # a model checkpoint (RUN/trained.pt)
+            model, _ = load_checkpoint(args.checkpoint, arch=args.model)
+            ck = {"step": -1}
         x_test = to_tensor(ds.x_test, "cpu")
         y_test = torch.as_tensor(ds.y_test, dtype=torch.long)
         prep["checkpoint_step"] = int(ck.get("step", -1))
@@ -206,6 +214,8 @@ def main(argv=None) -> dict:
         prep["accuracy_retrained"] = evaluate(model, x_test, y_test)
         prep["retrain_iterations"] = args.retrain
         prep["seconds"] = time.perf_counter() - t
+        if args.save_pruned:
+            torch.save(model, args.save_pruned)
         print(f"one-shot pruned {args.checkpoint} (step {prep['checkpoint_step']}): accuracy "
               f"{prep['accuracy_trained']:.4f} -> {prep['accuracy_pruned']:.4f} -> "
               f"{prep['accuracy_retrained']:.4f} after {args.retrain} iterations", flush=True)
@@ -221,7 +231,7 @@ def main(argv=None) -> dict:
         "recipe": recipe.name,
         "preparation": prep,
         "fisher_seconds": time.perf_counter() - t,
-        "distortion": part1(model, imp, recipe.share),
+        "distortion": part1(model, imp, recipe.share, args.points),
     }
     for name, r in result["distortion"].items():
         print(f"{name} ({r['kept']:,} kept, up to {2 ** r['bits']} values): rate bits -> "

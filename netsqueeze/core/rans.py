@@ -18,7 +18,7 @@ over *lanes*: the stream is cut into ``nl`` contiguous blocks of ``S = ceil(n / 
 (the last one may be shorter), every lane is an rANS coder of its own with a 32-bit state,
 and the lanes share one stream of 16-bit words, read in lane order within each step. One numpy
 step decodes one symbol of every lane, so the Python overhead is ``S`` steps however long the
-stream is (the writer uses ``S ~ 1024``).
+stream is (the writer uses ``S ~ 2 sqrt(n)``, 1,024 to 8,192).
 
 rANS parameters (as in Giesen's ``rans_word``): state ``x`` in ``[2**16, 2**32)``; encoding
 ``s`` with frequency ``f`` and cumulative start ``c`` first renormalises (while
@@ -60,8 +60,14 @@ MAX_PROB_BITS = 15
 MAX_CONTEXTS = 8
 #: An rANS stream must spend at least 1/64 bit per symbol on average (bounds ``n``).
 MIN_BITS_PER_SYMBOL_INV = 64
-#: Default symbols per lane.
-LANE_SIZE = 1024
+#: Default symbols per lane: ``2 sqrt(n)`` clipped to 1,024..8,192 (lane states cost 32 bits
+#: per lane; the decoder's Python steps are one per symbol of a lane).
+LANE_SIZE = None
+
+
+def default_lane_size(n: int) -> int:
+    """Symbols per lane the writer uses for ``n`` symbols."""
+    return int(min(8192, max(1024, 2 * math.isqrt(max(n, 0)))))
 _LEN_BITS = 5  # bits of a stored frequency's bit length (0..16)
 
 
@@ -266,7 +272,7 @@ def rans_encode(
     n_ext: int = 1,
     thresholds=(),
     prob_bits: int = 12,
-    lane_size: int = LANE_SIZE,
+    lane_size: int | None = LANE_SIZE,
 ) -> RansStream:
     """Code ``symbols`` with a semi-static context model.
 
@@ -283,8 +289,8 @@ def rans_encode(
         ``1..alphabet_size-1``).
     prob_bits : int, 1..15
         Precision ``P``; must allow every present symbol of a context a frequency >= 1.
-    lane_size : int
-        Symbols per lane ``S`` (about).
+    lane_size : int, optional
+        Symbols per lane ``S`` (about); default :func:`default_lane_size`.
 
     Returns
     -------
@@ -310,7 +316,7 @@ def rans_encode(
         if ext.size != n or (n and (ext.min() < 0 or ext.max() >= n_ext)):
             raise ValueError(f"ext must hold {n} contexts in [0, {n_ext})")
     n_used = int(s.max()) + 1 if n else 1
-    nl, lane = _lanes(n, lane_size)
+    nl, lane = _lanes(n, lane_size or default_lane_size(n))
     nctx = c * n_ext
     if c == 1 and ext is None:
         key = s.astype(np.int32)
@@ -481,7 +487,7 @@ def _estimate(counts: np.ndarray, p: int, c: int, nl: int) -> float:
 
 
 def choose_rans(
-    symbols, alphabet_size: int, *, ext=None, n_ext: int = 1, lane_size: int = LANE_SIZE
+    symbols, alphabet_size: int, *, ext=None, n_ext: int = 1, lane_size: int | None = LANE_SIZE
 ) -> RansStream | None:
     """The smallest of a few context models (buckets of the previous symbol: 1, 2, 3, 4, 6, 8;
     with and without ``ext``; precision 10, 12 or 14 bits), or None when rANS does not apply
@@ -502,6 +508,7 @@ def choose_rans(
     ext_opts = [(None, 1)] if ext is None or n_ext <= 1 else [(None, 1), (ext, n_ext)]
     p_min = max(1, math.ceil(math.log2(max(present, 2))))
     n_used = int(s.max()) + 1
+    lane_size = lane_size or default_lane_size(s.size)
     nl, lane = _lanes(s.size, lane_size)
     for th in bucket_opts:
         for e, ne in ext_opts:
