@@ -206,6 +206,11 @@ def test_big_endian_input_decodes_native():
 # -- stats ------------------------------------------------------------------------------------
 
 STAT_KEYS = {
+    "floor_positions_bits",
+    "floor_values_bits",
+    "floor_codebook_bits",
+    "floor_bytes",
+    "above_floor",
     "name",
     "shape",
     "dtype",

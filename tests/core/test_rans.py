@@ -344,3 +344,21 @@ def test_size_estimate_matches_the_written_size():
         counts = np.bincount(key * r.freqs.shape[1] + s, minlength=c * r.freqs.shape[1])
         est = R._estimate(counts.reshape(c, -1), p, c, r.n_lanes)
         assert abs(est - r.fields_size) <= 0.002 * r.fields_size + 4, (est, r.fields_size)
+
+
+def test_information_floor_by_hand():
+    import math
+
+    assert C.information_floor_bits(4, 2) == pytest.approx(math.log2(6))
+    assert C.information_floor_bits(10, 0) == 0.0 == C.information_floor_bits(10, 10)
+    with pytest.raises(ValueError, match="nonzeros"):
+        C.information_floor_bits(3, 4)
+    # 8 elements, 4 non-zero: values 1, 1, 1, 2 (H0 = 0.811 bits), float32 codebook of 2
+    v = np.array([0, 1, 0, 1, 1, 0, 2, 0], np.float32)
+    s = C.encode_tensor("w", v).stats()
+    h0 = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    assert s["floor_positions_bits"] == pytest.approx(math.log2(70))
+    assert s["floor_values_bits"] == pytest.approx(4 * h0)
+    assert s["floor_codebook_bits"] == 64
+    assert s["floor_bytes"] == pytest.approx((math.log2(70) + 4 * h0 + 64) / 8)
+    assert s["above_floor"] == pytest.approx(s["record_bytes"] / s["floor_bytes"] - 1)
