@@ -69,3 +69,20 @@ def test_save_compressed_entropy_option(tmp_path):
     c = load_compressed(tmp_path / "c.nsq", model=strip_(_model()))
     for (ka, va), (kc, vc) in zip(a.state_dict().items(), c.state_dict().items()):
         assert ka == kc and torch.equal(va, vc)
+
+
+def test_report_and_inspect_show_the_information_floor(tmp_path):
+    from netsqueeze.cli.inspect import render
+    from netsqueeze.nn.export import compressed_report, save_compressed
+
+    m = _model()
+    share_weights_(m, ShareConfig(bits=4))
+    save_compressed(m, tmp_path / "m.nsq")
+    rep = compressed_report(tmp_path / "m.nsq", baseline=False)
+    t = rep["totals"]
+    assert t["floor_bytes"] == pytest.approx(sum(x["floor_bytes"] for x in rep["layers"]))
+    assert t["above_floor"] == pytest.approx(t["records_bytes"] / t["floor_bytes"] - 1)
+    for layer in rep["layers"]:
+        assert layer["floor_bytes"] > 0
+    line = next(x for x in render(rep).splitlines() if x.startswith("information floor"))
+    assert f"{t['floor_bytes']:,.0f} bytes" in line
