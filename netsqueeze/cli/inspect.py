@@ -108,8 +108,8 @@ def render(report: dict) -> str:
                      "linear weight)")
     if t["entropy_bytes"]:
         lines.append(f"entropy bound     symbol streams {t['stream_bytes']:,} bytes, bound "
-                     f"{t['entropy_bytes']:,.0f} ({100 * t['entropy_overhead']:+.1f} %); records at "
-                     f"the bound {t['entropy_bound_bytes']:,.0f}")
+                     f"{t['entropy_bytes']:,.0f} ({100 * t['entropy_overhead']:+.1f} %); records "
+                     f"at the bound {t['entropy_bound_bytes']:,.0f}")
     if t.get("floor_bytes"):
         per = ", ".join(f"{x['name'] or '(model)'} {x['above_floor']:+.1%}"
                         for x in report["layers"] if x.get("above_floor") is not None)

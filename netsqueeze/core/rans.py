@@ -302,7 +302,8 @@ def rans_encode(
     a = int(alphabet_size)
     n = s.size
     th = np.asarray(thresholds, np.int64).reshape(-1)
-    if th.size >= MAX_CONTEXTS or (th.size and (np.any(np.diff(th) <= 0) or th[0] < 1 or th[-1] >= a)):
+    bad_th = th.size and (np.any(np.diff(th) <= 0) or th[0] < 1 or th[-1] >= a)
+    if th.size >= MAX_CONTEXTS or bad_th:
         raise ValueError(f"thresholds must be < {MAX_CONTEXTS} increasing values in 1..{a - 1}")
     if not 1 <= n_ext <= MAX_CONTEXTS:
         raise ValueError(f"n_ext must be in 1..{MAX_CONTEXTS}, got {n_ext}")
