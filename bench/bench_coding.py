@@ -8,6 +8,8 @@ Payloads (``--n`` symbols each, default 10**7; ``--quick``: 10**6):
   1-D k-means with linear initialisation (the paper's choice), 10 Lloyd iterations.
 * ``gaps8`` / ``gaps5``: relative-index gap symbols (8 and 5 bits, 0 = filler) of a tensor whose
   non-zeros are i.i.d. with density 0.1 (90 % sparse): gaps are geometric(0.1).
+* ``ar16``: a correlated stream (a Gaussian AR(1) process with coefficient 0.9, quantised into
+  16 equal-mass bins): its symbols depend on their predecessor, which contexts can use.
 
 Coders, on the same symbols:
 
@@ -24,6 +26,12 @@ Coders, on the same symbols:
   byte per symbol, all payloads here have alphabets of at most 256).
 * ``ans``: constriction's ANS coder with the categorical model of the counts (the model itself
   is not counted), for reference.
+* ``ours_rans``: :func:`netsqueeze.core.rans.rans_encode` / ``rans_decode`` with one context
+  (``P = 12``, or more when the alphabet needs it), lanes of 1,024 symbols; the size is everything
+  written for the stream (model, lane states, words); encoding time includes counting and
+  quantising the model.
+* ``ours_rans_ctx``: what the writer does (:func:`netsqueeze.core.rans.choose_rans`: size
+  estimates of 12 context models, then one encode), timed the same way.
 
 Throughputs are best of ``--repeat`` runs (1 run for the slow general-purpose levels) in
 millions of symbols per second, by wall clock and by CPU time of this process (the second is
@@ -80,6 +88,22 @@ def gap_payload(rng, n: int, bits: int, density: float = 0.1) -> np.ndarray:
     pos = np.cumsum(d) - 1
     syms = gap_symbols(pos, gap_bits=bits)
     return syms[:n]
+
+
+def ar_payload(rng, n: int, k: int, rho: float = 0.9) -> np.ndarray:
+    """A Gaussian AR(1) process quantised into k equal-mass bins (correlated neighbours)."""
+    e = rng.standard_normal(n) * np.sqrt(1 - rho**2)
+    x = np.empty(n)
+    x[0] = rng.standard_normal()
+    # x[i] = rho x[i-1] + e[i], by blocks of a scaled cumulative sum (no Python loop per value)
+    b = 4096
+    for s in range(0, n, b):
+        seg = e[s : s + b]
+        pw = rho ** np.arange(1, seg.size + 1)
+        prev = x[s - 1] if s else x[0] / rho
+        x[s : s + seg.size] = pw * (prev + np.cumsum(seg / pw))
+    edges = np.quantile(x[: min(n, 10**6)], np.arange(1, k) / k)
+    return np.searchsorted(edges, x).astype(np.uint8)
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -217,6 +241,31 @@ def run_ans(sym, alphabet, repeat):
     return {"ans": {"bytes": int(comp.nbytes), **speeds(s.size, e, d), "note": "model not counted"}}
 
 
+def run_rans(sym, alphabet, repeat):
+    from netsqueeze.core import rans as R
+
+    n = sym.size
+    p = max(12, int(np.ceil(np.log2(max(2, int(np.count_nonzero(np.bincount(sym))))))))
+    res = {}
+    for name, fn in (
+        ("ours_rans", lambda: R.rans_encode(sym, alphabet, prob_bits=min(p, R.MAX_PROB_BITS))),
+        ("ours_rans_ctx", lambda: R.choose_rans(sym, alphabet)),
+    ):
+        enc = best_of(fn, repeat)
+        st = enc[2]
+        dec = best_of(lambda st=st: R.rans_decode(st), repeat)
+        assert np.array_equal(dec[2], sym), f"{name}: round trip failed"
+        res[name] = {
+            "bytes": 13 + st.fields_size,
+            "model_bytes": st.model_bytes,
+            "lane_state_bytes": 4 * st.n_lanes,
+            "buckets": st.n_buckets,
+            "prob_bits": st.prob_bits,
+            **speeds(n, enc, dec),
+        }
+    return res
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -228,6 +277,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     ap.add_argument("--dahuffman-n", type=int, default=200_000, help="symbols timed with dahuffman")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--payloads", nargs="*", default=None,
+                    help="only these payloads (idx32 idx256 gaps8 gaps5 ar16)")
+    ap.add_argument("--skip-general", action="store_true",
+                    help="skip dahuffman, zlib and zstd (the slow reference coders)")
     args = ap.parse_args(argv)
     n = args.n or (10**6 if args.quick else 10**7)
     repeat = 1 if args.quick else args.repeat
@@ -237,6 +290,7 @@ def main(argv=None) -> dict:
         "idx256": (cluster_indices(rng, n, 256), 256),
         "gaps8": (gap_payload(rng, n, 8), 256),
         "gaps5": (gap_payload(rng, n, 5), 32),
+        "ar16": (ar_payload(rng, n, 16), 16),
     }
     result = {
         "benchmark": "coding",
@@ -252,13 +306,17 @@ def main(argv=None) -> dict:
         "payloads": {},
     }
     for name, (sym, alphabet) in payloads.items():
+        if args.payloads and name not in args.payloads:
+            continue
         counts = np.bincount(sym, minlength=alphabet)
         h_bits = E.entropy_bits(counts)
         res = {"entropy": {"bytes": h_bits / 8}}
         res.update(run_ours(sym, alphabet, repeat))
-        res.update(run_dahuffman(sym, alphabet, min(args.dahuffman_n, sym.size)))
-        res.update(run_general(sym, repeat))
+        if not args.skip_general:
+            res.update(run_dahuffman(sym, alphabet, min(args.dahuffman_n, sym.size)))
+            res.update(run_general(sym, repeat))
         res.update(run_ans(sym, alphabet, repeat))
+        res.update(run_rans(sym, alphabet, repeat))
         ours = res["ours_huffman"]["bytes"]
         for r in res.values():
             if "bytes" in r:

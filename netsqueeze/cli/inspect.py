@@ -124,8 +124,13 @@ def render(report: dict) -> str:
                      "linear weight)")
     if t["entropy_bytes"]:
         lines.append(f"entropy bound     symbol streams {t['stream_bytes']:,} bytes, bound "
-                     f"{t['entropy_bytes']:,.0f} (+{_pct(t['entropy_overhead'])} %); records at "
-                     f"the bound {t['entropy_bound_bytes']:,.0f}")
+                     f"{t['entropy_bytes']:,.0f} ({100 * t['entropy_overhead']:+.1f} %); records "
+                     f"at the bound {t['entropy_bound_bytes']:,.0f}")
+    if t.get("floor_bytes"):
+        per = ", ".join(f"{x['name'] or '(model)'} {x['above_floor']:+.1%}"
+                        for x in report["layers"] if x.get("above_floor") is not None)
+        lines.append(f"information floor {t['floor_bytes']:,.0f} bytes (positions log2 C(N,k) + "
+                     f"k x H0(values) + codebooks): records {t['above_floor']:+.1%} ({per})")
     if t["paper_bytes"]:
         lines.append(f"paper's formula   {t['paper_bytes']:,.0f} bytes estimated vs "
                      f"{t['records_bytes']:,} written ({t['paper_vs_actual']:.2f}x)")

@@ -7,8 +7,9 @@ A file holds a JSON header (architecture, arguments, free metadata) and one
   fillers, :mod:`netsqueeze.core.sparse`, only the non-zero elements have a value);
 * **values**: ``raw`` (the elements' bytes in the tensor's dtype) or ``codebook`` (sorted
   distinct values + one cluster index per stored value);
-* every symbol stream (gaps, indices) coded ``fixed`` width or canonical ``huffman``
-  (:mod:`netsqueeze.core.entropy`).
+* every symbol stream (gaps, indices) coded ``fixed`` width, canonical ``huffman``
+  (:mod:`netsqueeze.core.entropy`) or context-modelled ``rans`` (:mod:`netsqueeze.core.rans`,
+  format version 2).
 
 :func:`encode_tensor` picks the smallest combination, counting every byte that is written.
 Decoding is exact: same dtype, shape and bits (zero means the all-zero bit pattern, so
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from netsqueeze.core import entropy as _ent
+from netsqueeze.core import rans as _rans
 from netsqueeze.core import sparse as _sp
 from netsqueeze.core.fileio import atomic_write_bytes
 from netsqueeze.errors import DecodeBudgetError, FormatError
@@ -54,15 +56,19 @@ __all__ = [
     "encode_stream",
     "encode_tensor",
     "nsq_bytes",
+    "information_floor_bits",
     "paper_formula_bits",
+    "prev_zero_context",
     "read_nsq",
     "write_nsq",
 ]
 
 #: First 8 bytes of every ``.nsq`` file (PNG-style: catches text-mode and 7-bit transfers).
 MAGIC = b"\x89NSQ\r\n\x1a\n"
-#: The only layout version this reader reads and this writer writes.
-FORMAT_VERSION = 1
+#: The layout version this writer writes (2: adds the rANS stream coding).
+FORMAT_VERSION = 2
+#: Every version this reader reads.
+READABLE_VERSIONS = (1, 2)
 _END = b"NSQE"
 _FIXED_HEAD = struct.Struct("<8sHHII")  # magic, version, flags, json length, record count
 _TRAILER = struct.Struct("<4sI")  # end marker, CRC32 of everything before the CRC
@@ -94,7 +100,8 @@ _DTYPES = {
 }
 _DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
 _FLOATS = ("float16", "float32", "float64")
-_CODINGS = {0: "fixed", 1: "huffman"}
+_CODINGS = {0: "fixed", 1: "huffman", 2: "rans"}
+_CODING_CODES = {v: k for k, v in _CODINGS.items()}
 _LEN_BITS = 5  # bits per stored Huffman code length (0..16)
 
 
@@ -180,7 +187,7 @@ class StreamRecord:
 
     Attributes
     ----------
-    coding : {"fixed", "huffman"}
+    coding : {"fixed", "huffman", "rans"}
     n_symbols : int
     alphabet_size : int
         Symbols are in ``[0, alphabet_size)``, ``1 <= alphabet_size <= 65536``.
@@ -196,6 +203,8 @@ class StreamRecord:
         Symbols per decoding lane (``huffman`` only).
     block_starts : ndarray of shape (n_blocks,), int64, or None
         Bit offset of every block (``huffman`` only).
+    rans : RansStream or None
+        Model, lane states and words (``rans`` only; ``payload`` is its states and words).
     """
 
     coding: str
@@ -207,6 +216,7 @@ class StreamRecord:
     code_lengths: np.ndarray | None = None
     block_size: int = 0
     block_starts: np.ndarray | None = None
+    rans: _rans.RansStream | None = None
 
     @cached_property
     def _block_fields(self) -> tuple[int, int, np.ndarray]:
@@ -228,10 +238,11 @@ class StreamRecord:
     def header_bytes(self) -> bytes:
         """Everything of this stream but the payload, as written."""
         out = [
-            struct.pack(
-                "<BQI", 0 if self.coding == "fixed" else 1, self.n_symbols, self.alphabet_size
-            )
+            struct.pack("<BQI", _CODING_CODES[self.coding], self.n_symbols, self.alphabet_size)
         ]
+        if self.coding == "rans":
+            out.append(self.rans.fields_bytes())
+            return b"".join(out)
         if self.coding == "fixed":
             out.append(struct.pack("<B", self.width))
         else:
@@ -249,6 +260,8 @@ class StreamRecord:
         """Bytes of :meth:`header_bytes`."""
         if self.coding == "fixed":
             return 22
+        if self.coding == "rans":
+            return 13 + self.rans.model_bytes + 12
         _, width, deltas = self._block_fields
         return (
             13
@@ -266,7 +279,10 @@ class StreamRecord:
 
     @property
     def index_bits(self) -> int:
-        """Bits spent on the block offsets (0 for fixed-width streams)."""
+        """Bits spent on the block offsets (0 for fixed-width streams; the lane states of an
+        rANS stream)."""
+        if self.coding == "rans":
+            return 32 * self.rans.n_lanes
         if self.coding == "fixed":
             return 0
         _, width, deltas = self._block_fields
@@ -276,8 +292,13 @@ class StreamRecord:
         """Descriptor followed by the payload, as written in the file."""
         return self.header_bytes() + self.payload
 
-    def decode(self) -> np.ndarray:
+    def decode(self, ext=None) -> np.ndarray:
         """The symbols.
+
+        Parameters
+        ----------
+        ext : ndarray of shape (n_symbols,), optional
+            External contexts of an rANS stream that uses them (see :func:`prev_zero_context`).
 
         Returns
         -------
@@ -296,6 +317,8 @@ class StreamRecord:
                     f"{self.alphabet_size}"
                 )
             return out
+        if self.coding == "rans":
+            return _rans.rans_decode(self.rans, ext=ext)
         stream = _ent.HuffmanStream(
             self.n_symbols,
             self.code_lengths,
@@ -327,27 +350,75 @@ def _huffman_stream(s: np.ndarray, a: int, lengths: np.ndarray) -> StreamRecord:
 
 
 def _check_entropy(entropy: str) -> str:
-    if entropy not in ("auto", "huffman", "fixed"):
-        raise ValueError(f"entropy must be 'auto', 'huffman' or 'fixed', got {entropy!r}")
+    if entropy not in ("auto", "huffman", "fixed", "rans", "classic"):
+        raise ValueError(
+            f"entropy must be 'auto', 'huffman', 'fixed', 'rans' or 'classic', got {entropy!r}"
+        )
     return entropy
 
 
-def encode_stream(symbols, alphabet_size: int, *, entropy: str = "auto") -> StreamRecord:
-    """Code a symbol stream fixed-width or canonical Huffman, whichever is smaller.
+def prev_zero_context(positions) -> np.ndarray:
+    """External context of the cluster indices of a sparse tensor: 1 where the element before
+    a stored value (in C order) is zero (or absent), 0 where it is stored too.
+
+    Parameters
+    ----------
+    positions : ndarray of shape (k,), increasing
+        Flat positions of the stored values.
+
+    Returns
+    -------
+    ndarray of shape (k,), int64
+    """
+    pos = np.asarray(positions, np.int64).reshape(-1)
+    out = np.ones(pos.size, np.int64)
+    if pos.size > 1:
+        out[1:] = np.diff(pos) != 1
+    return out
+
+
+def _rans_stream(s: np.ndarray, a: int, ext, n_ext: int) -> StreamRecord | None:
+    r = _rans.choose_rans(s, a, ext=ext, n_ext=n_ext)
+    if r is None:
+        return None
+    payload = r.payload()
+    return StreamRecord("rans", r.n_symbols, a, 8 * len(payload), payload, rans=r)
+
+
+def encode_stream(
+    symbols, alphabet_size: int, *, entropy: str = "auto", ext=None, n_ext: int = 1
+) -> StreamRecord:
+    """Code a symbol stream fixed-width, canonical Huffman or rANS, whichever is smallest.
 
     Parameters
     ----------
     symbols : array_like of int, shape (n,)
         Values in ``[0, alphabet_size)``.
     alphabet_size : int, 1..65536
-    entropy : {"auto", "huffman", "fixed"}, default "auto"
-        ``auto`` compares the written sizes, code-length table and block offsets included.
+    entropy : {"auto", "huffman", "fixed", "rans", "classic"}, default "auto"
+        ``auto`` compares the written sizes (code-length table, block offsets, rANS model and
+        lane states included); ``classic`` does so without rANS (files readable by format
+        version 1 readers); ``rans`` takes rANS when it applies (else as ``classic``).
+    ext : ndarray of shape (n,), optional
+        External context of every symbol in ``[0, n_ext)``, for rANS (the decoder must be able
+        to compute it before this stream: :func:`prev_zero_context` for the index stream of a
+        sparse tensor).
+    n_ext : int, default 1
 
     Returns
     -------
     StreamRecord
     """
     _check_entropy(entropy)
+    if entropy in ("auto", "rans"):
+        base = encode_stream(symbols, alphabet_size, entropy="classic")
+        s = np.asarray(symbols).reshape(-1)
+        r = _rans_stream(s, int(alphabet_size), ext, n_ext) if s.size else None
+        if r is not None and (entropy == "rans" or r.nbytes < base.nbytes):
+            return r
+        return base
+    if entropy == "classic":
+        entropy = "auto"
     s = np.asarray(symbols).reshape(-1)
     a = int(alphabet_size)
     counts = _ent.symbol_counts(s, a)
@@ -369,15 +440,21 @@ def encode_stream(symbols, alphabet_size: int, *, entropy: str = "auto") -> Stre
     return h
 
 
-def _read_stream(cur: _Cursor, what: str, alphabet: int) -> StreamRecord:
+def _read_stream(
+    cur: _Cursor, what: str, alphabet: int, max_ext: int = 1, version: int = FORMAT_VERSION
+) -> StreamRecord:
     coding_code = cur.u8(f"{what} coding")
-    if coding_code not in _CODINGS:
+    if coding_code not in _CODINGS or (coding_code == 2 and version < 2):
         raise FormatError(f"{cur.what}: {what} has unknown coding {coding_code}")
     coding = _CODINGS[coding_code]
     n = cur.u64(f"{what} symbol count")
     a = cur.u32(f"{what} alphabet size")
     if a != alphabet:
         raise FormatError(f"{cur.what}: {what} alphabet is {a}, expected {alphabet}")
+    if coding == "rans":
+        r = _rans.read_fields(cur, what, n, a, max_ext)
+        payload = r.payload()
+        return StreamRecord("rans", n, a, 8 * len(payload), payload, rans=r)
     # every symbol costs at least one bit: a count beyond the remaining bits is a lie
     if n > 8 * cur.left:
         raise FormatError(f"{cur.what}: {what} claims {n} symbols but only {cur.left} bytes remain")
@@ -555,7 +632,7 @@ class TensorRecord:
         if self.gaps is not None:
             out["gaps"] = self.gaps.decode()
         if self.indices is not None:
-            out["indices"] = self.indices.decode()
+            out["indices"] = self.indices.decode(ext=self._index_context(out.get("gaps")))
         return out
 
     @property
@@ -567,6 +644,19 @@ class TensorRecord:
         of bookkeeping per block of a Huffman stream.
         """
         return self.numel * self.dtype.itemsize + _work_bytes(self, self.n_values)
+
+    def _index_context(self, gaps) -> np.ndarray | None:
+        """External contexts of an rANS index stream that uses them (sparse records only)."""
+        st = self.indices
+        if st is None or st.rans is None or st.rans.n_ext == 1 or gaps is None:
+            return None
+        pos = _sp.gap_positions(gaps, gap_bits=self.gap_bits, size=self.numel)
+        if pos.size != st.n_symbols:
+            raise FormatError(
+                f"tensor '{self.name}': the gap stream places {pos.size} values but "
+                f"{st.n_symbols} are stored"
+            )
+        return prev_zero_context(pos)
 
     def decode(self, *, max_bytes: int | None = None) -> np.ndarray:
         """Same as :func:`decode_tensor` (``decode_tensor(self, max_bytes=...)``)."""
@@ -588,7 +678,12 @@ class TensorRecord:
             included, per stored weight), ``record_bytes``, ``original_bytes``
             (``numel * itemsize``), ``compression_ratio``, ``bits_per_weight`` (record bits per
             stored weight), ``entropy_bound_bytes`` (streams at their entropy bound + codebook
-            + raw values), ``paper_bits`` (:func:`paper_formula_bits`).
+            + raw values), ``paper_bits`` (:func:`paper_formula_bits`), ``floor_bytes`` (the
+            information floor of what is stored, :func:`information_floor_bits`: positions
+            ``log2 C(numel, nonzeros)`` + values ``nonzeros x H0`` of the non-zero values (raw
+            values: as written) + the non-zero codebook entries), ``floor_positions_bits``,
+            ``floor_values_bits``, ``floor_codebook_bits``, ``above_floor``
+            (``record_bytes / floor_bytes - 1``; negative when contexts beat the floor).
 
             Stream dict: ``coding``, ``n_symbols``, ``alphabet_size``, ``payload_bytes``,
             ``descriptor_bytes``, ``total_bytes``, ``bits_per_symbol`` (total), ``index_bits``
@@ -627,9 +722,13 @@ class TensorRecord:
                 raise FormatError(f"tensor {self.name!r}: a cluster index is outside the codebook")
             counts = np.bincount(syms["indices"], minlength=self.codebook.size)
             nonzeros = int(counts[cb_bits != 0].sum())
+            floor_vals = _ent.entropy_bits(counts[cb_bits != 0])
+            floor_cb = int(np.count_nonzero(cb_bits)) * 8 * self.codebook.dtype.itemsize
         else:
             raw = np.frombuffer(self.raw, _uint_view(self.dtype).newbyteorder("<"))
             nonzeros = int(np.count_nonzero(raw))
+            floor_vals = 8.0 * item * nonzeros
+            floor_cb = 0
         fillers = 0
         paper_fillers = 0
         if self.gap_bits is not None:
@@ -642,6 +741,8 @@ class TensorRecord:
         k = 0 if self.codebook is None else int(self.codebook.size)
         record_bytes = self.nbytes
         bound = cb_bytes + raw_bytes + sum(s["entropy_bytes"] for s in streams.values())
+        floor_pos = information_floor_bits(numel, nonzeros)
+        floor_bytes = (floor_pos + floor_vals + floor_cb) / 8
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -678,6 +779,11 @@ class TensorRecord:
                 codebook_size=k,
                 value_bits=8 * (self.codebook.dtype.itemsize if k else item),
             ),
+            "floor_positions_bits": floor_pos,
+            "floor_values_bits": floor_vals,
+            "floor_codebook_bits": floor_cb,
+            "floor_bytes": floor_bytes,
+            "above_floor": record_bytes / floor_bytes - 1 if floor_bytes else None,
         }
 
 
@@ -726,6 +832,21 @@ def _stream_stats(st: StreamRecord, symbols: np.ndarray) -> dict:
         "entropy_bits": h,
         "entropy_bytes": h / 8,
     }
+
+
+def information_floor_bits(numel: int, nonzeros: int) -> float:
+    """``log2 C(numel, nonzeros)``: bits that name which ``nonzeros`` of ``numel`` positions
+    hold a value, when every such set is equally likely (lgamma, exact to ~1e-9 relative).
+
+    >>> information_floor_bits(4, 2) == math.log2(6)
+    True
+    """
+    n, k = int(numel), int(nonzeros)
+    if not 0 <= k <= n:
+        raise ValueError(f"nonzeros must be in 0..numel, got {k} of {n}")
+    if k in (0, n):
+        return 0.0
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
 
 
 def paper_formula_bits(
@@ -872,8 +993,9 @@ def encode_tensor(
         dtype is allowed for float tensors only; when narrower than the tensor's, the
         decoded tensor equals the tensor with its codebook rounded to that dtype (and a
         value that rounds to zero decodes as zero). Raw storage, when smaller, stays exact.
-    entropy : {"auto", "huffman", "fixed"}, default "auto"
-        Coding of each symbol stream; ``auto`` takes the smaller written size.
+    entropy : {"auto", "huffman", "fixed", "rans", "classic"}, default "auto"
+        Coding of each symbol stream; ``auto`` takes the smallest written size of fixed,
+        Huffman and rANS (:func:`encode_stream`); ``classic`` leaves rANS out.
 
     Returns
     -------
@@ -925,7 +1047,7 @@ def encode_tensor(
         dense_cb = _with_zero(*sp_cb, nz_pos, numel, dtype)
     candidates = []
 
-    def values_options(cb, sel_bits):
+    def values_options(cb, sel_bits, ext=None):
         """(size, codebook array, index stream, raw bytes) options for the stored values."""
         raw = sel_bits.astype(ubits.newbyteorder("<"))
         opts = [(8 + len(sel_bits) * item, None, None, raw)]  # + the raw length field
@@ -933,7 +1055,8 @@ def encode_tensor(
             book = cb[0].view(dtype)
             if cb_dtype != dtype:
                 book = book.astype(cb_dtype)
-            st = encode_stream(cb[1], cb[0].size, entropy=entropy)
+            st = encode_stream(cb[1], cb[0].size, entropy=entropy, ext=ext,
+                               n_ext=1 if ext is None else 2)
             opts.append((book.nbytes + st.nbytes, book, st, None))
         return opts
 
@@ -947,7 +1070,8 @@ def encode_tensor(
         if counts["n_symbols"] < numel:
             gsyms = _sp.gap_symbols(nz_pos, gap_bits=gap_bits, size=numel)
             gst = encode_stream(gsyms, 1 << gap_bits, entropy=entropy)
-            for size, book, st, raw in values_options(sp_cb, nz_bits):
+            ext = prev_zero_context(nz_pos) if entropy in ("auto", "rans") else None
+            for size, book, st, raw in values_options(sp_cb, nz_bits, ext):
                 candidates.append((size + gst.nbytes, gap_bits, book, gst, st, raw))
 
     # smallest wins; ties keep the earlier (dense before sparse, raw before codebook)
@@ -996,6 +1120,13 @@ def _stream_work_bytes(st: StreamRecord) -> int:
     payload = len(st.payload)
     if st.coding == "fixed":
         return n * isz + 5 * payload + 32 * min(n, _ent._CHUNK) + 64
+    if st.coding == "rans":
+        r = st.rans
+        lanes = int(r.n_lanes)
+        # decoded symbols (lane-major and transposed), the words as int64, lane states and
+        # contexts, and the decoding tables (6 bytes a slot per context)
+        return (2 * n * isz + 8 * int(r.words.size) + 48 * lanes
+                + 8 * n * (r.n_ext > 1) + 6 * int(r.freqs.shape[0]) * (1 << r.prob_bits) + 64)
     lanes = 0 if st.block_starts is None else int(st.block_starts.size)
     tbits = int(st.code_lengths.max())
     pad = st.block_size * tbits // 8 + 8
@@ -1109,9 +1240,23 @@ def _decode_tensor(record: TensorRecord, max_bytes: int | None) -> np.ndarray:
             f"exceeds the decode budget of {limit:,} bytes; pass max_bytes=... if the file is "
             "trusted"
         )
+    # positions first: they give the index stream's contexts
+    pos = None
+    if record.gap_bits is not None:
+        pos = _sp.gap_positions(record.gaps.decode(), gap_bits=record.gap_bits, size=numel)
+        if pos.size != n_values:
+            raise FormatError(
+                f"{what}: the gap stream places {pos.size} values but {n_values} are stored"
+            )
     # values
     if record.codebook is not None:
-        idx = record.indices.decode()
+        st = record.indices
+        ext = None
+        if st.rans is not None and st.rans.n_ext > 1:
+            if pos is None:
+                raise FormatError(f"{what}: index contexts need sparse positions")
+            ext = prev_zero_context(pos)
+        idx = st.decode(ext=ext)
         with np.errstate(over="ignore", invalid="ignore"):
             book = record.codebook.astype(dtype).view(ubits)
         if idx.size and int(idx.max()) >= book.size:
@@ -1122,11 +1267,6 @@ def _decode_tensor(record: TensorRecord, max_bytes: int | None) -> np.ndarray:
     if record.gap_bits is None:
         out = vals
     else:
-        pos = _sp.gap_positions(record.gaps.decode(), gap_bits=record.gap_bits, size=numel)
-        if pos.size != n_values:
-            raise FormatError(
-                f"{what}: the gap stream places {pos.size} values but {n_values} are stored"
-            )
         out = np.zeros(numel, ubits)
         out[pos] = vals
     return out.view(dtype).reshape(record.shape)
@@ -1363,11 +1503,15 @@ def _parse(data: bytes, label: str, max_bytes: int | None) -> NSQFile:
             f"({MIN_FILE_SIZE} bytes)"
         )
     _, version, flags, json_len, n_records = _FIXED_HEAD.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        newer = " (written by a newer netsqueeze: upgrade to read it)" if version > 1 else ""
+    if version not in READABLE_VERSIONS:
+        newer = (
+            " (written by a newer netsqueeze: upgrade to read it)"
+            if version > FORMAT_VERSION
+            else ""
+        )
         raise FormatError(
-            f"{label}: format version {version} is not supported; this reader reads version "
-            f"{FORMAT_VERSION}{newer}"
+            f"{label}: format version {version} is not supported; this reader reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}{newer}"
         )
     end_marker, crc = _TRAILER.unpack_from(data, size - _TRAILER.size)
     if end_marker != _END:
@@ -1396,7 +1540,9 @@ def _parse(data: bytes, label: str, max_bytes: int | None) -> NSQFile:
         (rec_crc,) = cur.unpack("I", f"record {i} checksum")
         if zlib.crc32(body) != rec_crc:
             raise FormatError(f"{label}: record {i} checksum mismatch: the record is corrupt")
-        rec = _parse_record(view, cur.pos - 4 - body_len, cur.pos - 4, f"{label}: record {i}")
+        rec = _parse_record(
+            view, cur.pos - 4 - body_len, cur.pos - 4, f"{label}: record {i}", version
+        )
         if rec.name in names:
             raise FormatError(f"{label}: two records are named {rec.name!r}")
         names.add(rec.name)
@@ -1418,7 +1564,9 @@ def _sorted_by_value(book: np.ndarray) -> bool:
     return bool(np.all(book[1:] >= book[:-1]))
 
 
-def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRecord:
+def _parse_record(
+    view: memoryview, start: int, end: int, what: str, version: int = FORMAT_VERSION
+) -> TensorRecord:
     cur = _Cursor(view, start, end, what)
     name_len = cur.u16("name length")
     try:
@@ -1464,8 +1612,14 @@ def _parse_record(view: memoryview, start: int, end: int, what: str) -> TensorRe
             raise FormatError(f"{what}: the codebook is not sorted by value")
     else:
         raise FormatError(f"{what}: unknown values coding {vcode}")
-    gaps = _read_stream(cur, "gap stream", 1 << gbits) if gbits is not None else None
-    indices = _read_stream(cur, "index stream", k) if codebook is not None else None
+    gaps = (
+        _read_stream(cur, "gap stream", 1 << gbits, 1, version) if gbits is not None else None
+    )
+    indices = (
+        _read_stream(cur, "index stream", k, 2 if gbits is not None else 1, version)
+        if codebook is not None
+        else None
+    )
     raw = None
     if codebook is None:
         raw_len = cur.u64("raw value length")

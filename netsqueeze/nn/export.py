@@ -314,30 +314,32 @@ def _check_factory_spec(factory) -> str | None:
     return factory
 
 
-def _byte_planes(key: str, array: np.ndarray) -> list:
+def _byte_planes(key: str, array: np.ndarray, entropy: str = "auto") -> list:
     """The tensor as one uint8 record per byte of its elements (little-endian order), each
     entropy coded by the container on its own (sign/exponent bytes are very predictable)."""
     le = array.astype(array.dtype.newbyteorder("<"), copy=False)
     b = le.reshape(-1).view(np.uint8).reshape(-1, array.dtype.itemsize)
     return [encode_tensor(f"{key}{_PLANE_SEP}{i}",
-                          np.ascontiguousarray(b[:, i]).reshape(array.shape), gap_bits=None)
+                          np.ascontiguousarray(b[:, i]).reshape(array.shape), gap_bits=None,
+                          entropy=entropy)
             for i in range(array.dtype.itemsize)]
 
 
-def _encode_dense(key: str, array: np.ndarray, dtype_name: str) -> tuple[list, bool]:
+def _encode_dense(key: str, array: np.ndarray, dtype_name: str,
+                  entropy: str = "auto") -> tuple[list, bool]:
     """Records of a tensor stored with dense positions: the container's choice, or its byte
     planes when those are smaller (counted with the header entry that names them)."""
-    rec = encode_tensor(key, array, gap_bits=None)
+    rec = encode_tensor(key, array, gap_bits=None, entropy=entropy)
     if dtype_name not in _PLANE_DTYPES or array.size < 16:
         return [rec], False
-    planes = _byte_planes(key, array)
+    planes = _byte_planes(key, array, entropy)
     header_cost = len(key) + len(dtype_name) + 6
     if sum(r.nbytes for r in planes) + header_cost < rec.nbytes:
         return planes, True
     return [rec], False
 
 
-def _pack_dense(dtype_name: str, members: list):
+def _pack_dense(dtype_name: str, members: list, entropy: str = "auto"):
     """The records of a dtype's dense tensors: one record each, or -- when smaller, counting
     the header entry that lists them -- one record of them all concatenated (one codebook and
     one Huffman table, and one record's framing instead of many)."""
@@ -348,7 +350,7 @@ def _pack_dense(dtype_name: str, members: list):
         len(key) + len(dtype_name) + 6 for key, _, _, split in members if split)
     name = f"{_PACK_PREFIX}{dtype_name}"
     flat = np.concatenate([a.reshape(-1) for _, a, _, _ in members])
-    recs, split = _encode_dense(name, flat, dtype_name)
+    recs, split = _encode_dense(name, flat, dtype_name, entropy)
     listing = [[key, list(a.shape)] for key, a, _, _ in members]
     header_cost = len(json.dumps({name: listing}, separators=(",", ":"))) + (
         len(name) + len(dtype_name) + 6 if split else 0)
@@ -367,6 +369,7 @@ def save_compressed(
     meta: Mapping | None = None,
     factory: str | None = None,
     factory_args: Mapping | None = None,
+    entropy: str = "auto",
 ) -> dict:
     """Write ``model`` (every tensor of its ``state_dict``) as a compressed ``.nsq`` file.
 
@@ -399,6 +402,10 @@ def save_compressed(
         :func:`load_compressed` never imports it on its own: the caller passes the name again.
     factory_args : dict, optional
         JSON keyword arguments of the factory, recorded beside it.
+    entropy : {"auto", "classic", "huffman", "fixed", "rans"}, default "auto"
+        Coding of the symbol streams (:func:`netsqueeze.core.container.encode_tensor`):
+        ``auto`` the smallest of fixed, Huffman and rANS with contexts; ``classic`` without
+        rANS (the codings of format version 1).
 
     Returns
     -------
@@ -465,14 +472,15 @@ def save_compressed(
         layer = weights.get(key)
         try:
             if layer is None:
-                recs, split = _encode_dense(key, array, dtype_name)
+                recs, split = _encode_dense(key, array, dtype_name, entropy)
                 if dtype_name not in groups:
                     slots.append(("group", dtype_name))
                 groups.setdefault(dtype_name, []).append((key, array, recs, split))
             else:
                 cbd = codebook_dtype if array.dtype.kind == "f" else None
                 slots.append(("records", [encode_tensor(key, array, gap_bits=plan[layer],
-                                                        codebook_dtype=cbd)]))
+                                                        codebook_dtype=cbd,
+                                                        entropy=entropy)]))
         except ValueError as exc:
             raise ValueError(f"tensor {key!r}: {exc}") from None
     packed: dict[str, list] = {}
@@ -482,7 +490,7 @@ def save_compressed(
             records.extend(item)
             continue
         members = groups[item]
-        chosen, pack = _pack_dense(item, members)
+        chosen, pack = _pack_dense(item, members, entropy)
         records.extend(chosen)
         if pack is not None:
             packed[pack[0]] = pack[1]
@@ -779,6 +787,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _above(nbytes: float, floor: float) -> float | None:
+    """How far ``nbytes`` is above the information floor (negative: below it)."""
+    return nbytes / floor - 1.0 if floor else None
+
+
 def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> dict:
     by_name = {s["name"]: s for s in stats}
     main = (by_name.get(_prefixed(layer, "weight")) or by_name.get(layer)
@@ -824,6 +837,8 @@ def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> 
         "ratio": _ratio(dense, nbytes),
         "entropy_bound_bytes": sum(s["entropy_bound_bytes"] for s in stats),
         "paper_bytes": sum(s["paper_bits"] for s in stats) / 8,
+        "floor_bytes": sum(s["floor_bytes"] for s in stats),
+        "above_floor": _above(nbytes, sum(s["floor_bytes"] for s in stats)),
     }
 
 
@@ -886,7 +901,11 @@ def compressed_report(source, *, baseline: bool = True, max_bytes: int | None = 
         entropy_bytes - 1``), ``entropy_bound_bytes`` (records with streams at the bound:
         codebooks and raw values as written), ``paper_bytes`` (the paper's formula: stored
         entries x (index + gap bits) + codebooks, fillers counted the paper's way),
-        ``paper_vs_actual`` (``records_bytes / paper_bytes``);
+        ``paper_vs_actual`` (``records_bytes / paper_bytes``), ``floor_bytes`` (the information
+        floor of what is stored: ``log2 C(N, k)`` for the positions of the ``k`` non-zeros among
+        ``N`` elements + ``k`` x the zero-order entropy of the non-zero values + the codebooks;
+        raw values as written) and ``above_floor`` (``records_bytes / floor_bytes - 1``;
+        negative when the context coder goes below it); every layer has both too;
 
         ``baseline``: None, or ``what``, ``torch_save_bytes``, ``gzip_bytes``, ``ratio``
         (``gzip_bytes / file_bytes``);
@@ -949,6 +968,8 @@ def compressed_report(source, *, baseline: bool = True, max_bytes: int | None = 
         "entropy_bound_bytes": sum(x["entropy_bound_bytes"] for x in layers),
         "paper_bytes": paper,
         "paper_vs_actual": _ratio(records_bytes, paper),
+        "floor_bytes": sum(x["floor_bytes"] for x in layers),
+        "above_floor": _above(records_bytes, sum(x["floor_bytes"] for x in layers)),
     }
     report = {
         "file": str(Path(source)) if isinstance(source, str | os.PathLike) else None,

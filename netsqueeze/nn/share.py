@@ -68,6 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from netsqueeze.core.ecsq import ECSQ1D
 from netsqueeze.core.kmeans1d import KMeans1D, check_iteration_params
 from netsqueeze.nn import prune as _prune
 from netsqueeze.nn.modules import (
@@ -103,7 +104,7 @@ CENTROIDS = "weight_centroids"
 #: Name of the cluster-index buffer of a layer sharing weights.
 INDEX = "weight_index"
 INITS = ("linear", "density", "random", "k-means++")
-METHODS = ("lloyd", "exact", "auto")
+METHODS = ("lloyd", "exact", "auto", "ecsq")
 MAX_BITS = 16
 _BITS_ATTR = "_netsqueeze_bits"
 _TIED_ATTR = "_netsqueeze_tied"
@@ -139,13 +140,20 @@ class ShareConfig:
         Centroid initialisation. ``"linear"`` (the default) spaces them evenly between the
         smallest and largest weight -- the paper's finding: it keeps the few large weights, which
         matter most, represented.
-    method : {"lloyd", "exact", "auto"}
-        Lloyd iterations, or the exact optimum by dynamic programming.
+    method : {"lloyd", "exact", "auto", "ecsq"}
+        Lloyd iterations, or the exact optimum by dynamic programming; ``"ecsq"``:
+        entropy-constrained quantisation (:class:`~netsqueeze.core.ecsq.ECSQ1D`), at most
+        ``2 ** bits`` values chosen for distortion + ``lambda`` x index code length.
     random_state : int or None
         Seed of ``"random"`` and ``"k-means++"``.
     max_iter : int
     tol : float
         Lloyd's stopping rule (see :class:`~netsqueeze.core.kmeans1d.KMeans1D`).
+    target_bits : float, optional
+        ``method="ecsq"``: rate of every layer's indices (zero-order entropy, bits per kept
+        weight); ``lambda`` is found per layer by bisection.
+    ecsq_lambda : float, optional
+        ``method="ecsq"`` without ``target_bits``: the multiplier itself (0: weighted k-means).
     """
 
     conv_bits: int = 8
@@ -156,6 +164,8 @@ class ShareConfig:
     random_state: int | None = 0
     max_iter: int = 300
     tol: float = 1e-6
+    target_bits: float | None = None
+    ecsq_lambda: float | None = None
 
     def __post_init__(self):
         if isinstance(self.bits, Mapping):
@@ -194,6 +204,10 @@ class ShareConfig:
                 f"random_state must be None or an integer >= 0, got {self.random_state!r}"
             )
         check_iteration_params(self.max_iter, self.tol)
+        if self.method == "ecsq":
+            ECSQ1D(2, lam=self.ecsq_lambda, target_bits=self.target_bits)._check_params()
+        elif self.target_bits is not None or self.ecsq_lambda is not None:
+            raise ValueError("target_bits and ecsq_lambda need method='ecsq'")
         return self
 
     def bits_for(self, name: str, kind: str) -> int:
@@ -216,13 +230,15 @@ class ShareConfig:
             "random_state": self.random_state,
             "max_iter": self.max_iter,
             "tol": self.tol,
+            "target_bits": self.target_bits,
+            "ecsq_lambda": self.ecsq_lambda,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ShareConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
         known = {"conv_bits", "fc_bits", "bits", "init", "method", "random_state", "max_iter",
-                 "tol"}
+                 "tol", "target_bits", "ecsq_lambda"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(
@@ -518,6 +534,8 @@ def share_weights_(
     model: nn.Module,
     config: ShareConfig | Mapping | int | None = None,
     filter_fn: FilterFn | None = None,
+    *,
+    importance: Mapping[str, object] | None = None,
 ) -> nn.Module:
     """Share the compressible weights of ``model`` in place (k-means per parameter).
 
@@ -531,6 +549,10 @@ def share_weights_(
     filter_fn : callable ``(module, target_name) -> bool``, optional
         Narrows the targets (default: every floating >= 2-D Parameter not sharing weights
         already, see :func:`netsqueeze.nn.modules.compressible_layers`).
+    importance : dict {layer name: tensor of the weight's shape}, optional
+        Importance of every weight (e.g. squared gradients, a diagonal Fisher estimate): the
+        clustering minimises the importance-weighted squared error, so sensitive weights move
+        less. Layers not named get equal importance.
 
     Returns
     -------
@@ -567,6 +589,11 @@ def share_weights_(
         if survivors.size == 0:
             centroids = np.zeros(0, np.float32)
             index = np.zeros(w.shape, np.int32)
+        elif config.method == "ecsq" or (importance and ref.name in importance):
+            centroids, labels = _cluster_weighted(config, bits, survivors, keep, importance,
+                                                  ref.name)
+            index = np.full(w.shape, centroids.size, np.int32)
+            index[keep] = labels
         else:
             km = KMeans1D(
                 2**bits,
@@ -582,6 +609,28 @@ def share_weights_(
         share_layer_(ref.module, centroids, index, bits=bits, param=ref.param,
                      aliases=[(m, p) for _, m, p in ref.aliases], name=ref.name)
     return model
+
+
+def _cluster_weighted(config, bits, survivors, keep, importance, name):
+    """Centroids and labels of a layer's kept weights by ECSQ or importance-weighted k-means."""
+    h = None
+    if importance and name in importance:
+        t = importance[name]
+        h = (t.detach().to("cpu", torch.float64).numpy() if torch.is_tensor(t)
+             else np.asarray(t, np.float64))
+        if h.shape != keep.shape:
+            raise ValueError(f"importance[{name!r}] has shape {h.shape}, the weight {keep.shape}")
+        h = h[keep]
+        if not h.sum() > 0:
+            h = None
+    if config.method == "ecsq":
+        est = ECSQ1D(2**bits, lam=config.ecsq_lambda, target_bits=config.target_bits)
+    else:
+        est = KMeans1D(2**bits, init=config.init, method=config.method,
+                       max_iter=config.max_iter, tol=config.tol,
+                       random_state=config.random_state)
+    est.fit(survivors, sample_weight=h)
+    return est.centroids_.astype(np.float32), est.labels_
 
 
 class LayerCodebook(NamedTuple):

@@ -91,7 +91,7 @@ def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
         ({"bits": {}}, "bits is an empty dict"),
         ({"bits": {"head.*": 40}}, r"bits\['head.\*'\] must be an integer in \[0, 16\]"),
         ({"init": "kmeans++"}, "init must be one of linear, density, random, k-means.."),
-        ({"method": "dp"}, "method must be one of lloyd, exact, auto; got 'dp'"),
+        ({"method": "dp"}, "method must be one of lloyd, exact, auto, ecsq; got 'dp'"),
         ({"random_state": -3}, "random_state must be None or an integer >= 0"),
         ({"max_iter": 0}, "max_iter must be an integer >= 1"),
         ({"tol": float("inf")}, "tol must be a finite number >= 0"),

@@ -1,0 +1,620 @@
+"""Context-modelled rANS coding of symbol streams, vectorised with numpy.
+
+Huffman spends a whole number of bits on every symbol and sees each symbol alone. This coder
+removes both limits:
+
+* **rANS** (Duda's asymmetric numeral systems, range variant) codes a symbol of probability
+  ``f / 2**P`` in ``-log2(f / 2**P)`` bits, fractions included;
+* **contexts**: the probabilities of a symbol depend on a *context*, made of the bucket of the
+  previous symbol of the stream (buckets are ranges of symbols split at stored thresholds) and,
+  optionally, an external context known to the decoder before the stream (for the cluster
+  indices of a sparse layer: whether the previous element of the tensor is zero, which the
+  positions tell).
+
+The model is *semi-static*: the writer counts the symbols per context, quantises the counts to
+frequencies summing to ``2**P`` and stores them (a compact table, below); the payload is then
+coded with those fixed frequencies. So decoding needs no model updates and runs in lock-step
+over *lanes*: the stream is cut into ``nl`` contiguous blocks of ``S = ceil(n / nl)`` symbols
+(the last one may be shorter), every lane is an rANS coder of its own with a 32-bit state,
+and the lanes share one stream of 16-bit words, read in lane order within each step. One numpy
+step decodes one symbol of every lane, so the Python overhead is ``S`` steps however long the
+stream is (the writer uses ``S ~ 2 sqrt(n)``, 1,024 to 8,192).
+
+rANS parameters (as in Giesen's ``rans_word``): state ``x`` in ``[2**16, 2**32)``; encoding
+``s`` with frequency ``f`` and cumulative start ``c`` first renormalises (while
+``x >= f * 2**(32 - P)``, at most once: emit ``x & 0xFFFF``, ``x >>= 16``), then sets
+``x = (x // f) * 2**P + x % f + c``. Decoding inverts it: ``slot = x mod 2**P``, ``s`` is the
+symbol whose range ``[c, c + f)`` holds ``slot``, ``x = f * (x >> P) + slot - c``, and if
+``x < 2**16`` one word is shifted in. Encoders start at ``x = 2**16`` and end at the stored
+states; a decoder that does not end at ``2**16`` in every lane, with every word consumed, has
+read a corrupt stream.
+
+The byte layout is specified in ``docs/FORMAT.md`` (coding 2). Everything the reader
+allocates or loops over is bounded by the bytes of the stream: see :func:`read_fields`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from netsqueeze.errors import FormatError
+
+__all__ = [
+    "MAX_CONTEXTS",
+    "MAX_PROB_BITS",
+    "RansStream",
+    "choose_rans",
+    "rans_decode",
+    "rans_encode",
+    "read_fields",
+]
+
+_L = 1 << 16  # lower bound of the state
+#: Largest probability precision: frequencies sum to ``2**P``, ``P <= 15``.
+MAX_PROB_BITS = 15
+#: Largest number of previous-symbol buckets and of external contexts (each).
+MAX_CONTEXTS = 8
+#: An rANS stream must spend at least 1/64 bit per symbol on average (bounds ``n``).
+MIN_BITS_PER_SYMBOL_INV = 64
+#: Default symbols per lane: ``2 sqrt(n)`` clipped to 1,024..8,192 (lane states cost 32 bits
+#: per lane; the decoder's Python steps are one per symbol of a lane).
+LANE_SIZE = None
+
+
+#: Most symbols per lane a file may declare (the decoder takes one numpy step per symbol of a
+#: lane, so this bounds its Python-level work per stream).
+MAX_LANE_SIZE = 8192
+
+
+def default_lane_size(n: int) -> int:
+    """Symbols per lane the writer uses for ``n`` symbols."""
+    return int(min(8192, max(1024, 2 * math.isqrt(max(n, 0)))))
+_LEN_BITS = 5  # bits of a stored frequency's bit length (0..16)
+
+
+# --------------------------------------------------------------------------------------------
+# bit packing of the frequency table
+# --------------------------------------------------------------------------------------------
+
+
+def _pack_var(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Bits (uint8 0/1) of ``values`` in ``widths`` bits each, MSB first, concatenated."""
+    total = int(widths.sum())
+    if total == 0:
+        return np.zeros(0, np.uint8)
+    ends = np.cumsum(widths)
+    owner = np.repeat(np.arange(values.size), widths)
+    # bit j of value i (from the MSB) sits at ends[i] - widths[i] + j; its shift is the rest
+    shift = ends[owner] - 1 - np.arange(total)
+    return ((values[owner].astype(np.int64) >> shift) & 1).astype(np.uint8)
+
+
+def _unpack_var(bits: np.ndarray, start: int, widths: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_pack_var` on ``bits[start:]``."""
+    out = np.zeros(widths.size, np.int64)
+    total = int(widths.sum())
+    if total == 0:
+        return out
+    ends = np.cumsum(widths)
+    owner = np.repeat(np.arange(widths.size), widths)
+    shift = ends[owner] - 1 - np.arange(total)
+    contrib = bits[start : start + total].astype(np.int64) << shift
+    # sums of distinct powers of two below 2**53: exact in float64
+    return np.bincount(owner, weights=contrib, minlength=widths.size).astype(np.int64)
+
+
+def _table_bits(freqs: np.ndarray) -> np.ndarray:
+    """The frequency table as bits: a used flag per context, then 5-bit lengths, then
+    mantissas (every frequency ``f`` as ``bit_length(f)`` and the bits below its leading 1)."""
+    used = freqs.sum(axis=1) > 0
+    f = freqs[used].reshape(-1).astype(np.int64)
+    bl = np.zeros(f.size, np.int64)
+    nz = f > 0
+    bl[nz] = np.floor(np.log2(f[nz])).astype(np.int64) + 1
+    mant_w = np.maximum(bl - 1, 0)
+    mant = np.where(nz, f - (np.int64(1) << mant_w), 0)
+    return np.concatenate(
+        [used.astype(np.uint8), _pack_var(bl, np.full(bl.size, _LEN_BITS)), _pack_var(mant, mant_w)]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the stream
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class RansStream:
+    """A context-modelled rANS stream (everything but the common stream prefix).
+
+    Attributes
+    ----------
+    n_symbols : int
+    alphabet_size : int
+    prob_bits : int
+        ``P``: every used context's frequencies sum to ``2**P``.
+    thresholds : ndarray of shape (C - 1,), int64
+        Previous-symbol buckets: ``bucket(s) = #{t <= s}``; strictly increasing in
+        ``1..alphabet_size-1``. The first symbol of a lane has previous symbol 0.
+    n_ext : int
+        External contexts ``E`` (1: none).
+    freqs : ndarray of shape (E * C, n_used), int64
+        Frequencies of symbols ``0..n_used-1`` in context ``e * C + bucket``; all-zero rows
+        are unused contexts.
+    states : ndarray of shape (n_lanes,), int64
+        Final encoder state of every lane (the decoder's start).
+    words : ndarray of shape (n_words,), uint16
+        The shared word stream, in decoding order.
+    """
+
+    n_symbols: int
+    alphabet_size: int
+    prob_bits: int
+    thresholds: np.ndarray
+    n_ext: int
+    freqs: np.ndarray
+    states: np.ndarray
+    words: np.ndarray
+    _table: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.thresholds.size) + 1
+
+    @property
+    def n_lanes(self) -> int:
+        return int(self.states.size)
+
+    def table_bits(self) -> np.ndarray:
+        return self._table if self._table is not None else _table_bits(self.freqs)
+
+    def fields_bytes(self) -> bytes:
+        """The coding-specific fields before the payload, as written (see docs/FORMAT.md)."""
+        tb = self.table_bits()
+        c = self.n_buckets
+        out = [
+            struct.pack("<BB", self.prob_bits, c),
+            struct.pack(f"<{c - 1}H", *self.thresholds.tolist()),
+            struct.pack("<BI", self.n_ext, self.freqs.shape[1]),
+            struct.pack("<I", tb.size),
+            np.packbits(tb).tobytes(),
+            struct.pack("<IQ", self.n_lanes, self.words.size),
+        ]
+        return b"".join(out)
+
+    def payload(self) -> bytes:
+        """Lane states (u32 each) then the words (u16 each), little-endian."""
+        return self.states.astype("<u4").tobytes() + self.words.astype("<u2").tobytes()
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of states and words."""
+        return 4 * self.n_lanes + 2 * self.words.size
+
+    @property
+    def model_bytes(self) -> int:
+        """Bytes of the model: precision, buckets, contexts and the frequency table."""
+        return 2 + 2 * (self.n_buckets - 1) + 5 + 4 + (self.table_bits().size + 7) // 8
+
+    @property
+    def fields_size(self) -> int:
+        """Bytes of :meth:`fields_bytes` plus the payload."""
+        return self.model_bytes + 12 + self.payload_bytes
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+
+
+def _quantise(counts: np.ndarray, p: int) -> np.ndarray:
+    """Frequencies summing to ``2**p``, every present symbol at least 1."""
+    total = int(counts.sum())
+    f = np.zeros(counts.size, np.int64)
+    if total == 0:
+        return f
+    m = 1 << p
+    present = counts > 0
+    f[present] = np.maximum(1, (counts[present] * m) // total)
+    diff = m - int(f.sum())
+    if diff > 0:
+        # hand the remainder out by largest fractional loss (deterministic)
+        frac = counts * m / total - f
+        frac[~present] = -1
+        order = np.argsort(-frac, kind="stable")
+        k = int(present.sum())
+        f[present] += diff // k
+        f[order[: diff % k]] += 1
+    while diff < 0:
+        i = int(np.argmax(f))
+        take = min(-diff, int(f[i]) - 1)
+        f[i] -= take
+        diff += take
+    return f
+
+
+def _buckets(prev: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return np.searchsorted(thresholds, prev, side="right")
+
+
+def _contexts(s: np.ndarray, ext, thresholds: np.ndarray, c: int, lane: int) -> np.ndarray:
+    """Context of every symbol (the previous symbol restarts at 0 on every lane)."""
+    prev = np.empty_like(s)
+    if s.size:
+        prev[0] = 0
+        prev[1:] = s[:-1]
+        prev[::lane] = 0
+    ctx = _buckets(prev, thresholds) if c > 1 else np.zeros(s.size, np.int64)
+    if ext is not None:
+        ctx = ctx + np.asarray(ext, np.int64) * c
+    return ctx
+
+
+def _lanes(n: int, lane_size: int) -> tuple[int, int]:
+    """(n_lanes, S) for ``n`` symbols: ``S = ceil(n / n_lanes)``, no empty lane."""
+    if n == 0:
+        return 0, 0
+    nl = max(1, -(-n // lane_size))
+    s = -(-n // nl)
+    nl = -(-n // s)
+    return nl, s
+
+
+# --------------------------------------------------------------------------------------------
+# encode / decode
+# --------------------------------------------------------------------------------------------
+
+
+def rans_encode(
+    symbols,
+    alphabet_size: int,
+    *,
+    ext=None,
+    n_ext: int = 1,
+    thresholds=(),
+    prob_bits: int = 12,
+    lane_size: int | None = LANE_SIZE,
+) -> RansStream:
+    """Code ``symbols`` with a semi-static context model.
+
+    Parameters
+    ----------
+    symbols : array_like of int, shape (n,)
+        In ``[0, alphabet_size)``.
+    alphabet_size : int, 1..65536
+    ext : array_like of int, shape (n,), optional
+        External context of every symbol, in ``[0, n_ext)``; the decoder must be given the same.
+    n_ext : int, 1..8
+    thresholds : sequence of int
+        Previous-symbol bucket boundaries (at most 7, strictly increasing, in
+        ``1..alphabet_size-1``).
+    prob_bits : int, 1..15
+        Precision ``P``; must allow every present symbol of a context a frequency >= 1.
+    lane_size : int, optional
+        Symbols per lane ``S`` (about); default :func:`default_lane_size`.
+
+    Returns
+    -------
+    RansStream
+    """
+    s = np.asarray(symbols).reshape(-1)
+    if s.dtype.kind not in "iu":
+        s = s.astype(np.int64)
+    a = int(alphabet_size)
+    n = s.size
+    th = np.asarray(thresholds, np.int64).reshape(-1)
+    bad_th = th.size and (np.any(np.diff(th) <= 0) or th[0] < 1 or th[-1] >= a)
+    if th.size >= MAX_CONTEXTS or bad_th:
+        raise ValueError(f"thresholds must be < {MAX_CONTEXTS} increasing values in 1..{a - 1}")
+    if not 1 <= n_ext <= MAX_CONTEXTS:
+        raise ValueError(f"n_ext must be in 1..{MAX_CONTEXTS}, got {n_ext}")
+    if not 1 <= prob_bits <= MAX_PROB_BITS:
+        raise ValueError(f"prob_bits must be in 1..{MAX_PROB_BITS}, got {prob_bits}")
+    if n and (s.min() < 0 or s.max() >= a):
+        raise ValueError(f"symbols must be in [0, {a})")
+    c = th.size + 1
+    if ext is not None:
+        ext = np.asarray(ext, np.int64).reshape(-1)
+        if ext.size != n or (n and (ext.min() < 0 or ext.max() >= n_ext)):
+            raise ValueError(f"ext must hold {n} contexts in [0, {n_ext})")
+    n_used = int(s.max()) + 1 if n else 1
+    nl, lane = _lanes(n, min(lane_size or default_lane_size(n), MAX_LANE_SIZE))
+    nctx = c * n_ext
+    if c == 1 and ext is None:
+        key = s.astype(np.int32)
+    else:
+        key = (_contexts(s, ext, th, c, max(lane, 1)) * n_used + s).astype(np.int32)
+    counts = np.bincount(key, minlength=nctx * n_used).reshape(nctx, n_used)
+    if int((counts > 0).sum(axis=1).max(initial=0)) > (1 << prob_bits):
+        raise ValueError(f"prob_bits={prob_bits} is too small for the symbols of a context")
+    freqs = np.stack([_quantise(row, prob_bits) for row in counts]) if nctx else counts
+    cum = np.zeros_like(freqs)
+    cum[:, 1:] = np.cumsum(freqs, axis=1)[:, :-1]
+    if n == 0:
+        return RansStream(0, a, prob_bits, th, n_ext, freqs, np.zeros(0, np.int64),
+                          np.zeros(0, np.uint16))
+    # (S, nl) layout: row t holds symbol t of every lane; the last lane may be shorter
+    pad = nl * lane - n
+    if pad:
+        key = np.concatenate([key, np.zeros(pad, np.int32)])
+    key = np.ascontiguousarray(key.reshape(nl, lane).T)
+    ftab = freqs.reshape(-1)
+    ctab = cum.reshape(-1)
+    last_len = n - (nl - 1) * lane
+    x = np.full(nl, _L, np.int64)
+    chunks = []
+    shift = 32 - prob_bits
+    for t in range(lane - 1, -1, -1):
+        na = nl if t < last_len else nl - 1
+        xa = x[:na]
+        k = key[t, :na]
+        f = ftab[k]
+        m = xa >= (f << shift)
+        if m.any():
+            chunks.append((xa[m] & 0xFFFF)[::-1])
+            xa[m] >>= 16
+        q, r = np.divmod(xa, f)
+        q <<= prob_bits
+        q += r
+        q += ctab[k]
+        x[:na] = q
+    words = (
+        np.concatenate(chunks)[::-1].astype(np.uint16) if chunks else np.zeros(0, np.uint16)
+    )
+    return RansStream(n, a, prob_bits, th, n_ext, freqs, x, words)
+
+
+def _decode_tables(freqs: np.ndarray, p: int):
+    """Per (context, slot): symbol, frequency and ``slot - start`` (unused contexts borrow
+    the first used one's table)."""
+    nctx, n_used = freqs.shape
+    m = 1 << p
+    used = np.flatnonzero(freqs.sum(axis=1))
+    # uint16 (symbols < 2**16, frequencies and offsets <= 2**15): 6 bytes per slot, at most
+    # 16 contexts x 2**15 slots = 3 MiB for the largest model a stream may declare
+    sym = np.zeros((nctx, m), np.uint16)
+    fr = np.ones((nctx, m), np.uint16)
+    bias = np.zeros((nctx, m), np.uint16)
+    slots = np.arange(m)
+    for i in range(nctx):
+        row = freqs[i] if freqs[i].any() else freqs[used[0]]
+        s = np.repeat(np.arange(n_used), row)
+        start = np.concatenate([[0], np.cumsum(row)[:-1]])
+        sym[i] = s
+        fr[i] = row[s]
+        bias[i] = slots - start[s]
+    return sym.reshape(-1), fr.reshape(-1), bias.reshape(-1)
+
+
+def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
+    """Decode the symbols of ``stream``.
+
+    Parameters
+    ----------
+    stream : RansStream
+    ext : array_like of int, shape (n,), optional
+        The external contexts the encoder was given (required when ``stream.n_ext > 1``).
+
+    Returns
+    -------
+    ndarray of shape (n_symbols,), uint8 (alphabets up to 256) or uint16
+
+    Raises
+    ------
+    FormatError
+        When the words run out, are left over, or a lane does not end in the start state.
+    """
+    n = stream.n_symbols
+    out_dt = np.uint8 if stream.alphabet_size <= 256 else np.uint16
+    if n == 0:
+        return np.zeros(0, out_dt)
+    p = stream.prob_bits
+    c = stream.n_buckets
+    nl = stream.n_lanes
+    lane = -(-n // max(nl, 1))
+    if nl < 1 or (nl - 1) * lane >= n:
+        raise FormatError(f"rANS stream: {nl} lanes do not fit {n} symbols")
+    if stream.n_ext > 1:
+        if ext is None:
+            raise FormatError("rANS stream needs external contexts that the record lacks")
+        e = np.asarray(ext, np.int64).reshape(-1)
+        if e.size != n or int(e.min()) < 0 or int(e.max()) >= stream.n_ext:
+            raise FormatError("rANS stream: external contexts do not match the stream")
+        pad = nl * lane - n
+        e2 = np.ascontiguousarray(
+            np.concatenate([e, np.zeros(pad, np.int64)]).reshape(nl, lane).T
+        ) * (c << p)
+    else:
+        e2 = None
+    sym, fr, bias = _decode_tables(stream.freqs, p)
+    bucket_base = None
+    if c > 1:
+        bucket_base = _buckets(np.arange(stream.freqs.shape[1]), stream.thresholds) << p
+    words = stream.words.astype(np.int64)
+    nw = words.size
+    ptr = 0
+    x = stream.states.astype(np.int64).copy()
+    out = np.zeros((lane, nl), out_dt)
+    last_len = n - (nl - 1) * lane
+    mask = (1 << p) - 1
+    prev = np.zeros(nl, np.int64)
+    for t in range(lane):
+        na = nl if t < last_len else nl - 1
+        xa = x[:na]
+        idx = xa & mask
+        if bucket_base is not None:
+            idx += bucket_base[prev[:na]]
+        if e2 is not None:
+            idx += e2[t, :na]
+        s = sym[idx]
+        xa = fr[idx].astype(np.int64) * (xa >> p) + bias[idx]
+        m = xa < _L
+        k = int(np.count_nonzero(m))
+        if k:
+            if ptr + k > nw:
+                raise FormatError("rANS stream: the words ran out (truncated or corrupt)")
+            xa[m] = (xa[m] << 16) | words[ptr : ptr + k]
+            ptr += k
+        x[:na] = xa
+        out[t, :na] = s
+        if bucket_base is not None:
+            prev[:na] = s
+    if ptr != nw or np.any(x != _L):
+        raise FormatError("rANS stream: corrupt payload (the decoder did not end where it began)")
+    return out.T.reshape(-1)[:n].astype(out_dt)
+
+
+# --------------------------------------------------------------------------------------------
+# choosing a model
+# --------------------------------------------------------------------------------------------
+
+
+def _quantile_thresholds(s: np.ndarray, a: int, nb: int) -> np.ndarray:
+    """``nb - 1`` thresholds splitting the symbols into buckets of similar mass."""
+    counts = np.bincount(s, minlength=a)
+    cdf = np.cumsum(counts) / max(1, s.size)
+    th = np.searchsorted(cdf, np.arange(1, nb) / nb, side="right")
+    th = np.unique(np.clip(th, 1, a - 1))
+    return th
+
+
+def _estimate(counts: np.ndarray, p: int, c: int, nl: int) -> float:
+    """Bytes of an rANS stream with these context counts: ideal code lengths of the quantised
+    frequencies (rANS with a 32-bit state stays within ~0.01 % of them), lane states, model."""
+    freqs = np.stack([_quantise(row, p) for row in counts])
+    nz = counts > 0
+    bits = float((counts[nz] * (p - np.log2(freqs[nz]))).sum())
+    model = 2 + 2 * (c - 1) + 5 + 4 + (_table_bits(freqs).size + 7) // 8
+    return bits / 8 + 4 * nl + model + 12
+
+
+def choose_rans(
+    symbols, alphabet_size: int, *, ext=None, n_ext: int = 1, lane_size: int | None = LANE_SIZE
+) -> RansStream | None:
+    """The smallest of a few context models (buckets of the previous symbol: 1, 2, 3, 4, 6, 8;
+    with and without ``ext``; precision 10, 12 or 14 bits), or None when rANS does not apply
+    (empty stream, or the rule "at least 1/64 bit per symbol" would fail). Sizes are estimated
+    from the counts (:func:`_estimate`); only the best model is encoded."""
+    s = np.asarray(symbols).reshape(-1).astype(np.int64)
+    a = int(alphabet_size)
+    if s.size == 0:
+        return None
+    present = int(np.count_nonzero(np.bincount(s, minlength=a)))
+    best = None
+    bucket_opts = [np.zeros(0, np.int64)]
+    if a > 1:
+        for nb in (2, 3, 4, 6, 8):
+            th = _quantile_thresholds(s, a, nb)
+            if th.size and not any(np.array_equal(th, o) for o in bucket_opts):
+                bucket_opts.append(th)
+    ext_opts = [(None, 1)] if ext is None or n_ext <= 1 else [(None, 1), (ext, n_ext)]
+    p_min = max(1, math.ceil(math.log2(max(present, 2))))
+    n_used = int(s.max()) + 1
+    lane_size = min(lane_size or default_lane_size(s.size), MAX_LANE_SIZE)
+    nl, lane = _lanes(s.size, lane_size)
+    for th in bucket_opts:
+        for e, ne in ext_opts:
+            c = th.size + 1
+            if c == 1 and e is None:
+                key = s
+            else:
+                key = _contexts(s, e, th, c, lane) * n_used + s
+            counts = np.bincount(key, minlength=c * ne * n_used).reshape(c * ne, n_used)
+            for p in sorted({min(MAX_PROB_BITS, max(p_min, q)) for q in (10, 12, 14)}):
+                if int((counts > 0).sum(axis=1).max()) > (1 << p):
+                    continue
+                size = _estimate(counts, p, c, nl)
+                if best is None or size < best[0]:
+                    best = (size, th, e, ne, p)
+    if best is None:
+        return None
+    _, th, e, ne, p = best
+    best = rans_encode(s, a, ext=e, n_ext=ne, thresholds=th, prob_bits=p, lane_size=lane_size)
+    size = best.fields_size + 13
+    if s.size > MIN_BITS_PER_SYMBOL_INV * 8 * size or -(-s.size // best.n_lanes) > 8 * size:
+        return None
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_fields(cur, what: str, n: int, a: int, max_ext: int) -> RansStream:
+    """Parse the coding-specific fields of an rANS stream from a bounded cursor.
+
+    ``cur`` has ``take(n, field)``, ``u8``, ``u32``, ``u64``, ``left`` and ``what`` (the
+    container's reader). Checks, before allocating: precision and context counts in range,
+    thresholds increasing, the table's bit count within the bytes left and at least one bit per
+    stored entry, every used context's frequencies summing to ``2**P``, ``1 <= n_lanes`` with
+    no empty lane and ``ceil(n / n_lanes) <= 8 * stream bytes``, states in ``[2**16, 2**32)``,
+    and ``n <= 512 * stream bytes`` (at least 1/64 bit per symbol).
+    """
+    start_left = cur.left + 13  # the common prefix (coding, n, alphabet) was 13 bytes
+    p, c = cur.unpack("BB", f"{what} precision")
+    if not 1 <= p <= MAX_PROB_BITS:
+        raise FormatError(f"{cur.what}: {what} precision {p} outside 1..{MAX_PROB_BITS}")
+    if not 1 <= c <= MAX_CONTEXTS:
+        raise FormatError(f"{cur.what}: {what} has {c} buckets (1..{MAX_CONTEXTS})")
+    th = np.array(cur.unpack(f"{c - 1}H", f"{what} thresholds"), np.int64)
+    if th.size and (np.any(np.diff(th) <= 0) or th[0] < 1 or th[-1] >= a):
+        raise FormatError(f"{cur.what}: {what} bucket thresholds are not increasing in 1..{a - 1}")
+    n_ext, n_used = cur.unpack("BI", f"{what} contexts")
+    if not 1 <= n_ext <= max_ext:
+        raise FormatError(f"{cur.what}: {what} has {n_ext} external contexts (1..{max_ext})")
+    if not 1 <= n_used <= a:
+        raise FormatError(f"{cur.what}: {what} models {n_used} symbols of an alphabet of {a}")
+    tbits = cur.u32(f"{what} table length")
+    nctx = c * n_ext
+    if tbits > 8 * cur.left or tbits < nctx:
+        raise FormatError(f"{cur.what}: {what} frequency table of {tbits} bits is impossible")
+    bits = np.unpackbits(np.frombuffer(cur.take((tbits + 7) // 8, f"{what} table"), np.uint8))
+    used = bits[:nctx].astype(bool)
+    n_entries = int(used.sum()) * n_used
+    if n_entries == 0 or nctx + _LEN_BITS * n_entries > tbits:
+        raise FormatError(f"{cur.what}: {what} frequency table is inconsistent")
+    bl = _unpack_var(bits, nctx, np.full(n_entries, _LEN_BITS))
+    if int(bl.max()) > p + 1:
+        raise FormatError(f"{cur.what}: {what} has a frequency above 2**{p}")
+    mant_w = np.maximum(bl - 1, 0)
+    if nctx + _LEN_BITS * n_entries + int(mant_w.sum()) != tbits:
+        raise FormatError(f"{cur.what}: {what} frequency table length is inconsistent")
+    mant = _unpack_var(bits, nctx + _LEN_BITS * n_entries, mant_w)
+    f = np.where(bl > 0, (np.int64(1) << mant_w) + mant, 0)
+    freqs = np.zeros((nctx, n_used), np.int64)
+    freqs[used] = f.reshape(-1, n_used)
+    if np.any(freqs[used].sum(axis=1) != (1 << p)):
+        raise FormatError(f"{cur.what}: {what} frequencies do not sum to 2**{p}")
+    nl, nw = cur.unpack("IQ", f"{what} lane and word counts")
+    if 4 * nl + 2 * nw > cur.left:
+        raise FormatError(
+            f"{cur.what}: {what} claims {nl} lanes and {nw} words but only {cur.left} bytes remain"
+        )
+    if n == 0:
+        if nl != 0:
+            raise FormatError(f"{cur.what}: {what} has lanes but no symbols")
+    else:
+        lane = -(-n // nl) if nl else 0
+        if nl < 1 or (nl - 1) * lane >= n:
+            raise FormatError(f"{cur.what}: {what} has {nl} lanes for {n} symbols")
+    if 4 * nl > cur.left:
+        raise FormatError(f"{cur.what}: {what} claims {nl} lanes but only {cur.left} bytes remain")
+    states = np.frombuffer(cur.take(4 * nl, f"{what} states"), "<u4").astype(np.int64)
+    if np.any(states < _L):
+        raise FormatError(f"{cur.what}: {what} has a lane state below 2**16")
+    if nw > cur.left // 2:
+        raise FormatError(f"{cur.what}: {what} claims {nw} words but only {cur.left} bytes remain")
+    words = np.frombuffer(cur.take(2 * nw, f"{what} words"), "<u2").astype(np.uint16)
+    size = start_left - cur.left
+    if n > MIN_BITS_PER_SYMBOL_INV * 8 * size:
+        raise FormatError(f"{cur.what}: {what} claims {n} symbols in {size} bytes")
+    if n and -(-n // nl) > MAX_LANE_SIZE:
+        raise FormatError(f"{cur.what}: {what} lanes of {-(-n // nl)} symbols (max {MAX_LANE_SIZE})")
+    if n and -(-n // nl) > 8 * size:
+        raise FormatError(f"{cur.what}: {what} lanes of {-(-n // nl)} symbols in {size} bytes")
+    return RansStream(n, a, p, th, n_ext, freqs, states, words)
