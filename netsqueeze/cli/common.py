@@ -7,12 +7,13 @@ import argparse
 from netsqueeze.nn.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 
-def add_data_args(p: argparse.ArgumentParser, default: str = "default") -> None:
+def add_data_args(p: argparse.ArgumentParser, default: str | None = "default",
+                  default_help: str = "%(default)s") -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset", default=default,
         help="mnist, fashion-mnist, mnist-sample (5,000 images, offline), idx:PATH, or default "
-        "(full MNIST when found or downloadable, else the sample) [%(default)s]",
+        f"(full MNIST when found or downloadable, else the sample) [{default_help}]",
     )
     g.add_argument("--data-dir", default=None,
                    help="folder holding the dataset's IDX files (else $NETSQUEEZE_DATA, the cache)")
@@ -54,8 +55,14 @@ def add_run_args(p: argparse.ArgumentParser, out_default: str) -> None:
     g.add_argument("-o", "--out", default=out_default, help="output folder [%(default)s]")
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in the same output folder")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
+    add_device_arg(g)
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_device_arg(g) -> None:
+    g.add_argument("--device", default="auto",
+                   help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N "
+                   "[%(default)s]")
 
 
 def int_list(text: str) -> tuple[int, ...]:

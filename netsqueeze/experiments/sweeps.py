@@ -23,7 +23,7 @@ from torch import nn
 from netsqueeze.core.kmeans1d import KMeans1D
 from netsqueeze.core.prune import MagnitudeIndex
 from netsqueeze.nn.modules import compressible_layers
-from netsqueeze.nn.train import evaluate, to_tensor
+from netsqueeze.nn.train import evaluate, labels_tensor, to_tensor
 from netsqueeze.progress import progress_bar
 
 __all__ = [
@@ -191,10 +191,12 @@ class _Restore:
 
 
 def _test_tensors(model, x_test, y_test):
+    """Images and labels on the model's device, whether given as arrays or as tensors (on any
+    device: a tensor is moved with ``.to``, never through numpy)."""
     dev = next(model.parameters()).device
-    xt = x_test if isinstance(x_test, torch.Tensor) else to_tensor(x_test, dev)
-    yt = torch.as_tensor(np.asarray(y_test), dtype=torch.long, device=dev)
-    return xt.to(dev), yt
+    xt = x_test.to(dev) if isinstance(x_test, torch.Tensor) else to_tensor(x_test, dev)
+    yt = labels_tensor(y_test, dev)
+    return xt, yt
 
 
 def threshold_sweep(

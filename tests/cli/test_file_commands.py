@@ -198,6 +198,20 @@ def test_evaluate_on_the_offline_sample(nsq, capsys):
     assert ds.note in text
 
 
+def test_evaluate_without_dataset_uses_the_default_and_says_so(nsq, capsys):
+    path, _ = nsq  # a file that records no dataset
+    code, text, _ = cli(capsys, "evaluate", path)
+    assert code == 0
+    assert "the file records no dataset" in text and "--dataset" in text
+    assert "test images of mnist-sample" in text  # no full MNIST here: the sample, with its note
+
+
+def test_evaluate_rejects_an_unknown_device(nsq, capsys):
+    path, _ = nsq
+    code, _, err = cli(capsys, "evaluate", path, "--device", "gpu0")
+    assert_one_line_error(code, err, "evaluate", "unknown device 'gpu0'")
+
+
 def test_evaluate_needs_a_known_architecture(tmp_path, capsys):
     save_compressed(torch.nn.Linear(784, 10), tmp_path / "c.nsq")
     code, _, err = cli(capsys, "evaluate", tmp_path / "c.nsq", "--dataset", "mnist-sample")
@@ -238,6 +252,6 @@ def test_parsers_are_testable_without_running(tmp_path):
     with pytest.raises(SystemExit):
         parser.parse_args(["pack", "src", "-o", "x.nsq", "--fc-gap-bits", "17"])
     args = parser.parse_args(["evaluate", "f.nsq"])
-    assert args.dataset == "mnist" and args.download
+    assert args.dataset is None and args.download and args.device == "auto"
     args = parser.parse_args(["inspect", "f.nsq", "--json", "--no-baseline"])
     assert args.json and not args.baseline
