@@ -73,3 +73,44 @@ def int_list(text: str) -> tuple[int, ...]:
     if not vals:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return vals
+
+
+def check_out_dir(path, flag: str = "-o") -> None:
+    """Refuse an output folder that is an existing file (before any work is done)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p}: a file of that name exists; give a folder for the "
+                         "run's outputs")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {p}: {parent} is a file, not a folder")
+            break
+
+
+def check_out_file(path, flag: str = "-o") -> None:
+    """Refuse an output file name that is an existing folder, or whose folder is missing."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {p}: that is a folder; give a file name (e.g. "
+                         f"{p / 'model'}{p.suffix or '.pt'})")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"{flag} {p}: the folder {p.parent} does not exist")
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error, naming the file the user gave (never a temporary name)."""
+    name = getattr(exc, "filename2", None) or getattr(exc, "filename", None)
+    reason = exc.strerror or type(exc).__name__
+    if name is None:
+        return f"{reason}: {exc}" if str(exc) and exc.strerror is None else reason
+    name = str(name)
+    if ".tmp" in name and getattr(exc, "filename2", None) is None:
+        from pathlib import Path
+
+        name = str(Path(name).parent)  # a temporary file of an atomic write: name its folder
+    return f"{name}: {reason}"

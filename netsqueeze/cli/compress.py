@@ -16,8 +16,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "evaluate every stage",
         description="Train (or load --checkpoint), prune and retrain step by step, share "
         "weights with k-means and fine-tune the centroids, measuring accuracy on the whole "
-        "test set after every stage. Writes results.json, table.md, figures and "
-        "compressed.pt (for netsqueeze pack).",
+        "test set after every stage. Writes into the output folder model.nsq (the compressed "
+        "file: sparse indices and Huffman codes; see netsqueeze inspect / evaluate), "
+        "results.json, table.md, accuracy_stages.png, weight_distribution.png, trained.pt and "
+        "compressed.pt (the compressed network as a plain checkpoint, for netsqueeze pack).",
     )
     p.add_argument("--model", default="lenet5",
                    help="lenet5, lenet-300-100 or notebook-cnn [%(default)s]")
@@ -36,12 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from netsqueeze.experiments.pipeline import CompressSpec, run_compress
-    from netsqueeze.experiments.recipe import load_recipe
-    from netsqueeze.models import MODELS
+    from netsqueeze.experiments.report import ratio_words
 
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
-    recipe = load_recipe(args.recipe or args.model)
+    recipe = check_before_work(args)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                         download=args.download, checkpoint=args.checkpoint, device=args.device)
     results = run_compress(spec, recipe, args.out, progress=not args.quiet, resume=args.resume)
@@ -52,5 +51,37 @@ def run(args: argparse.Namespace) -> int:
           f"in {results['wall_times']['total']:.0f} s")
     print(f"{args.model}: top-1 error {s['trained_error_pct']:.2f} % -> {s['final_error_pct']:.2f} % "
           f"with {100 * s['kept_fraction']:.1f} % of weights kept; model.nsq {f['file_bytes']:,} "
-          f"bytes, {f['ratio_to_dense']:.1f}x smaller than dense float32")
+          f"bytes, {ratio_words(f['ratio_to_dense'])} than dense float32")
+    from netsqueeze.experiments.zero_weights import near_chance
+
+    n_classes = int(results["dataset"].get("n_classes") or 0)
+    near = near_chance(s["trained_accuracy"], n_classes)
+    if near:
+        print(f"warning: {near.replace('(--iterations)', '(the recipe train.iterations)')}")
     return 0
+
+
+def check_before_work(args: argparse.Namespace):
+    """Everything checkable before loading data or training: the model name, the recipe and
+    its layer patterns against the network, the checkpoint, the device, the output folder.
+    Returns the recipe."""
+    from netsqueeze.experiments.recipe import load_recipe
+    from netsqueeze.models import MODELS, build
+    from netsqueeze.nn.train import resolve_device
+
+    if args.model not in MODELS:
+        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    common.check_out_dir(args.out)
+    resolve_device(args.device)
+    recipe = load_recipe(args.recipe or args.model)
+    if args.checkpoint:
+        from netsqueeze.models.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(args.checkpoint, arch=args.model)
+    else:
+        model = build(args.model)
+    from torch import nn
+
+    recipe.validate([n for n, m in model.named_modules()
+                     if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)])
+    return recipe

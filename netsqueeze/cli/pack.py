@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from netsqueeze.cli import nsqfile
+from netsqueeze.cli import common, nsqfile
 
 NAME = "pack"
 
@@ -90,15 +90,17 @@ def header_meta(meta: dict, source: str, gap_bits: dict[str, int]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netsqueeze.experiments.report import ratio_words
     from netsqueeze.nn.export import save_compressed
 
+    common.check_out_file(args.out)
     model, arch, meta, path = nsqfile.load_source(args.src, args.model)
     gap_bits = gap_bits_from(args, meta)
     summary = save_compressed(model, args.out, arch=arch, gap_bits=gap_bits,
                               codebook_dtype=args.codebook_dtype,
                               meta=header_meta(meta, path.name, gap_bits))
     print(f"wrote {args.out}: {nsqfile.human_bytes(summary['bytes'])}, "
-          f"{summary['ratio']:.1f}x smaller than dense ({arch}, {summary['tensors']} tensors)")
+          f"{ratio_words(summary['ratio'])} than dense ({arch}, {summary['tensors']} tensors)")
     print(f"dense: {nsqfile.human_bytes(summary['dense_bytes'])}, every tensor at its dtype's "
           "size (4 bytes per float32)")
     books = args.codebook_dtype or "exact, in the weights' dtype"

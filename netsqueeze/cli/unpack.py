@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from netsqueeze.cli import nsqfile
+from netsqueeze.cli import common, nsqfile
 
 NAME = "unpack"
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else src.with_suffix(".pt")
     if out.resolve() == src.resolve():
         raise ValueError(f"-o {out} would overwrite the .nsq file; give another name")
+    common.check_out_file(out)
     nsq = read_nsq(src)
     arch = nsq.header.get("arch")
     meta = {"source": src.name}

@@ -81,7 +81,9 @@ def _distribution(weights: dict, ranges: dict) -> dict:
         if values.size <= 512:
             entry["values"] = values.astype(float).tolist()
             entry["counts"] = counts.astype(int).tolist()
-        lo, hi = ranges[name]
+        lo, hi = ranges[name]  # the trained model's range, widened to hold every weight
+        if nz.size:
+            lo, hi = min(lo, float(nz.min())), max(hi, float(nz.max()))
         hist, edges = np.histogram(nz, bins=HIST_BINS, range=(lo, hi))
         entry["hist"] = hist.astype(int).tolist()
         entry["edges"] = [float(edges[0]), float(edges[-1])]

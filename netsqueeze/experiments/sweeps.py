@@ -31,6 +31,7 @@ __all__ = [
     "ThresholdSweepResult",
     "cluster_schedule",
     "cluster_sweep",
+    "select_first_crossing",
     "select_max_zeroed_within_tolerance",
     "select_notebook_rule",
     "select_within_tolerance",
@@ -161,13 +162,39 @@ def select_within_tolerance(
     return min(ok, key=lambda i: (cost[i], -accuracy[i], -i))
 
 
+def select_first_crossing(
+    accuracy: Sequence[float],
+    thresholds: Sequence[float],
+    reference: float,
+    tolerance: float = 0.005,
+) -> int | None:
+    """The largest threshold such that it and every smaller threshold stay within tolerance.
+
+    Walks the thresholds in increasing order and stops before the first one whose accuracy is
+    below ``reference - tolerance``; returns the index of the last one before it (``None`` when
+    even the smallest threshold is outside the tolerance). A larger threshold that happens to
+    come back within the tolerance after a crossing is not chosen: a reader who asks "how far
+    can I raise the threshold and stay within X pp" expects every smaller threshold to qualify.
+    """
+    if len(accuracy) != len(thresholds):
+        raise ValueError(f"{len(accuracy)} accuracy values but {len(thresholds)} thresholds")
+    best = None
+    for i in sorted(range(len(thresholds)), key=lambda j: (thresholds[j], j)):
+        if accuracy[i] < reference - tolerance - 1e-12:
+            break
+        best = i
+    return best
+
+
 def select_max_zeroed_within_tolerance(
     accuracy: Sequence[float],
     zero_fraction: Sequence[float],
     reference: float,
     tolerance: float = 0.005,
 ) -> int | None:
-    """The point zeroing the most weights whose accuracy is at least ``reference - tolerance``."""
+    """The point zeroing the most weights whose accuracy is at least ``reference - tolerance``,
+    wherever it lies (smaller thresholds may fall outside the tolerance; see
+    :func:`select_first_crossing` for the rule the answers use)."""
     return select_within_tolerance(
         accuracy, [-z for z in zero_fraction], reference, tolerance
     )

@@ -255,3 +255,35 @@ def test_parsers_are_testable_without_running(tmp_path):
     assert args.dataset is None and args.download and args.device == "auto"
     args = parser.parse_args(["inspect", "f.nsq", "--json", "--no-baseline"])
     assert args.json and not args.baseline
+
+
+def test_output_paths_of_the_wrong_kind_are_one_clear_line(nsq, checkpoint, tmp_path, capsys):
+    path, _ = nsq
+    src, _ = checkpoint
+    folder = tmp_path / "existing_dir"
+    folder.mkdir()
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    cases = [
+        (("unpack", path, "-o", folder), "unpack", "that is a folder"),
+        (("pack", src, "-o", folder), "pack", "that is a folder"),
+        (("unpack", path, "-o", tmp_path / "no" / "such" / "m.pt"), "unpack", "does not exist"),
+        (("compress", "-o", a_file), "compress", "a file of that name exists"),
+        (("zero-weights", "-o", a_file), "zero-weights", "a file of that name exists"),
+        (("compress", "-o", a_file / "sub"), "compress", "is a file, not a folder"),
+    ]
+    for argv, command, text in cases:
+        code, _, err = cli(capsys, *argv)
+        assert_one_line_error(code, err, command, text)
+        assert ".tmp" not in err and "Errno" not in err
+    assert sorted(p.name for p in folder.iterdir()) == []  # nothing written, no temp file left
+
+
+def test_os_errors_name_the_users_file_not_a_temporary_one():
+    from netsqueeze.cli.common import os_error_line
+
+    exc = IsADirectoryError(21, "Is a directory", "out/.model.pt.x1y2.tmp", None, "out/model.pt")
+    assert os_error_line(exc) == "out/model.pt: Is a directory"
+    assert os_error_line(FileExistsError(17, "File exists", "afile")) == "afile: File exists"
+    assert os_error_line(PermissionError(13, "Permission denied", "d/.x.abc.tmp")) == (
+        "d: Permission denied")
