@@ -37,6 +37,23 @@ MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
+#: --quick: LeNet-5 through every stage with tiny budgets.
+QUICK_RECIPE = """name = "quick-lenet5"
+[train]
+iterations = 60
+[prune]
+sparsity = { conv1 = 0.3, conv2 = 0.8, fc1 = 0.9, fc2 = 0.8 }
+steps = 2
+[prune.retrain]
+iterations = 20
+[share]
+conv_bits = 8
+fc_bits = 5
+[finetune]
+iterations = 20
+"""
+
+
 def find_mnist(given: str | None) -> Path | None:
     candidates = [given, os.environ.get("NETSQUEEZE_TEST_MNIST"),
                   ROOT.parent / "shared" / "data" / "mnist", ROOT / "shared" / "data" / "mnist"]
@@ -95,6 +112,9 @@ def main(argv=None) -> int:
                     help="cuda, or cpu to try this script itself on a machine without a GPU")
     ap.add_argument("--dataset", default=None,
                     help="instead of full MNIST (e.g. mnist-sample, for a quick try of the script)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny training budgets and sweeps: checks that everything runs, "
+                    "not the figures")
     args = ap.parse_args(argv)
 
     out = Path(args.out).resolve()
@@ -147,8 +167,16 @@ def main(argv=None) -> int:
 
     ns = [py, "-m", "netsqueeze"]
     zw_dir, c_dir = out / "zero-weights", out / "lenet5"
+    zw_extra, c_extra = [], []
+    if args.quick:
+        zw_extra = ["--iterations", "60", "--thresholds", "0.01", "0.09", "5",
+                    "--cluster-steps", "3"]
+        recipe = out / "quick-lenet5.toml"
+        recipe.write_text(QUICK_RECIPE)
+        c_extra = ["--recipe", str(recipe)]
+    report["quick"] = args.quick
     step = run_step("zero_weights", ns + ["zero-weights", "--device", args.device, *data,
-                                          "-o", str(zw_dir), "-q"],
+                                          *zw_extra, "-o", str(zw_dir), "-q"],
                     out, env, args.timeout)
     if step["rc"] == 0:
         res = json.loads((zw_dir / "results.json").read_text())
@@ -163,7 +191,8 @@ def main(argv=None) -> int:
     save()
 
     step = run_step("compress_lenet5", ns + ["compress", "--model", "lenet5", "--device",
-                                             args.device, *data, "-o", str(c_dir), "-q"],
+                                             args.device, *data, *c_extra, "-o", str(c_dir),
+                                             "-q"],
                     out, env, args.timeout)
     if step["rc"] == 0:
         res = json.loads((c_dir / "results.json").read_text())

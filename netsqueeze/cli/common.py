@@ -91,15 +91,19 @@ def check_out_dir(path, flag: str = "-o") -> None:
 
 
 def check_out_file(path, flag: str = "-o") -> None:
-    """Refuse an output file name that is an existing folder, or whose folder is missing."""
+    """Refuse an output file name that is an existing folder, or below a file (missing folders
+    are created by the write)."""
     from pathlib import Path
 
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{flag} {p}: that is a folder; give a file name (e.g. "
                          f"{p / 'model'}{p.suffix or '.pt'})")
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"{flag} {p}: the folder {p.parent} does not exist")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {p}: {parent} is a file, not a folder")
+            break
 
 
 def os_error_line(exc: OSError) -> str:

@@ -267,7 +267,7 @@ def test_output_paths_of_the_wrong_kind_are_one_clear_line(nsq, checkpoint, tmp_
     cases = [
         (("unpack", path, "-o", folder), "unpack", "that is a folder"),
         (("pack", src, "-o", folder), "pack", "that is a folder"),
-        (("unpack", path, "-o", tmp_path / "no" / "such" / "m.pt"), "unpack", "does not exist"),
+        (("unpack", path, "-o", a_file / "m.pt"), "unpack", "is a file, not a folder"),
         (("compress", "-o", a_file), "compress", "a file of that name exists"),
         (("zero-weights", "-o", a_file), "zero-weights", "a file of that name exists"),
         (("compress", "-o", a_file / "sub"), "compress", "is a file, not a folder"),
@@ -277,6 +277,8 @@ def test_output_paths_of_the_wrong_kind_are_one_clear_line(nsq, checkpoint, tmp_
         assert_one_line_error(code, err, command, text)
         assert ".tmp" not in err and "Errno" not in err
     assert sorted(p.name for p in folder.iterdir()) == []  # nothing written, no temp file left
+    code, _, _ = cli(capsys, "unpack", path, "-o", tmp_path / "new" / "sub" / "m.pt")
+    assert code == 0 and (tmp_path / "new" / "sub" / "m.pt").is_file()  # folders are created
 
 
 def test_os_errors_name_the_users_file_not_a_temporary_one():
