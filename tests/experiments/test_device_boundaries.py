@@ -77,6 +77,27 @@ def test_train_evaluate_and_both_sweeps_take_tensors_already_on_the_gpu(gpu, sam
     assert next(model.parameters()).device.type == "cuda"  # the sweeps leave the model there
 
 
+def test_prune_share_and_codebooks_given_as_gpu_tensors(gpu):
+    from netsqueeze.nn.prune import PruneConfig, apply_masks_, prune_
+    from netsqueeze.nn.share import apply_codebooks_, codebooks, share_weights_
+
+    torch.manual_seed(0)
+    model = build("lenet-300-100").to("cuda")
+    prune_(model, PruneConfig(sparsity=0.8))
+    share_weights_(model, {"bits": 3})
+    books = codebooks(model)
+    assert model.fc1.weight.device.type == "cuda"
+    other = build("lenet-300-100").to("cuda")
+    gpu_books = {n: (torch.as_tensor(b.centroids, device="cuda"),
+                     torch.as_tensor(b.index, device="cuda"),
+                     torch.as_tensor(b.mask, device="cuda")) for n, b in books.items()}
+    apply_codebooks_(other, gpu_books)
+    assert torch.equal(other.fc1.weight.cpu(), model.fc1.weight.cpu())
+    masks = {n: torch.as_tensor(b.mask, device="cuda") for n, b in books.items()}
+    third = apply_masks_(build("lenet-300-100").to("cuda"), masks)
+    assert int((third.fc1.weight != 0).sum()) == int(books["fc1"].mask.sum())
+
+
 @pytest.mark.slow
 def test_zero_weights_end_to_end_on_the_gpu(gpu, tmp_path):
     from netsqueeze.experiments import zero_weights as zw
