@@ -63,10 +63,13 @@ def one_line_summary(results: dict) -> str:
     c = a.get("clusters_within_tolerance")
     if c:
         base = c.get("baseline_distinct_weights")
+        n_w = results["model"]["weights"]
         parts.append(
-            f"{c['distinct_weights']} distinct weight values"
-            + (f" instead of the trained model's {base:,}" if base is not None else "")
-            + f" ({results['model']['weights']:,} weights; {-c['drop_pp']:+.2f} pp)"
+            f"{c['distinct_weights']} distinct weight values instead of the {base:,} of the "
+            f"trained model's {n_w:,} weights ({c['reduction']:.0f}x fewer, "
+            f"{-c['drop_pp']:+.2f} pp)" if base is not None else
+            f"{c['distinct_weights']} distinct weight values for {n_w:,} weights "
+            f"({-c['drop_pp']:+.2f} pp)"
         )
     for w in results.get("warnings") or []:
         parts.append(f"WARNING: {w}")
