@@ -227,7 +227,7 @@ def main(argv=None) -> int:
             what = (f"error {r['trained_error_pct']:.2f} % -> {r['final_error_pct']:.2f} %, "
                     f"{r['file_bytes']:,} bytes, {r['ratio_to_dense']:.1f}x")
         elif name == "evaluate":
-            what = step["tail"][-1] if step["tail"] else ""
+            what = next((ln for ln in step["tail"] if "top-1 accuracy" in ln), "")
         print(f"{name:>16}: exit {step['rc']}, {step['seconds']:.0f} s; {what}")
     print(f"wrote {out / 'gpu_check.json'}")
     return 1 if failed else 0
