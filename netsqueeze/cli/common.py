@@ -7,14 +7,15 @@ import argparse
 from netsqueeze.nn.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 
-def add_data_args(p: argparse.ArgumentParser, default: str = "default") -> None:
+def add_data_args(p: argparse.ArgumentParser, default: str | None = "default",
+                  default_help: str = "%(default)s") -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset", default=default,
         help="mnist, fashion-mnist, mnist-sample (5,000 images, offline), idx:PATH, npz:PATH "
         "(your arrays: x_train, y_train, x_test, y_test), folder:PATH (train/ and test/ trees "
         "of class folders of images), or default "
-        "(full MNIST when found or downloadable, else the sample) [%(default)s]",
+        f"(full MNIST when found or downloadable, else the sample) [{default_help}]",
     )
     g.add_argument("--data-dir", default=None,
                    help="folder holding the dataset's IDX files (else $NETSQUEEZE_DATA, the cache)")
@@ -57,8 +58,14 @@ def add_run_args(p: argparse.ArgumentParser, out_default: str) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in the same output folder (without it, "
                    "a run there starts over and removes the earlier run's outputs)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
+    add_device_arg(g)
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_device_arg(g) -> None:
+    g.add_argument("--device", default="auto",
+                   help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N "
+                   "[%(default)s]")
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -69,3 +76,48 @@ def int_list(text: str) -> tuple[int, ...]:
     if not vals:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return vals
+
+
+def check_out_dir(path, flag: str = "-o") -> None:
+    """Refuse an output folder that is an existing file (before any work is done)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p}: a file of that name exists; give a folder for the "
+                         "run's outputs")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {p}: {parent} is a file, not a folder")
+            break
+
+
+def check_out_file(path, flag: str = "-o") -> None:
+    """Refuse an output file name that is an existing folder, or below a file (missing folders
+    are created by the write)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {p}: that is a folder; give a file name (e.g. "
+                         f"{p / 'model'}{p.suffix or '.pt'})")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {p}: {parent} is a file, not a folder")
+            break
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error, naming the file the user gave (never a temporary name)."""
+    name = getattr(exc, "filename2", None) or getattr(exc, "filename", None)
+    reason = exc.strerror or type(exc).__name__
+    if name is None:
+        return f"{reason}: {exc}" if str(exc) and exc.strerror is None else reason
+    name = str(name)
+    if ".tmp" in name and getattr(exc, "filename2", None) is None:
+        from pathlib import Path
+
+        name = str(Path(name).parent)  # a temporary file of an atomic write: name its folder
+    return f"{name}: {reason}"

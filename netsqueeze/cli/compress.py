@@ -16,9 +16,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "evaluate every stage",
         description="Train (or load --checkpoint), prune and retrain step by step, share "
         "weights with k-means and fine-tune the centroids, measuring accuracy on the whole "
-        "test set after every stage. Writes results.json, table.md, figures, model.nsq, "
-        "compressed.pt (for netsqueeze pack) and report.html (one self-contained page). "
-        "--sparsity, --bits, --iterations and --steps override the recipe.",
+        "test set after every stage. Writes into the output folder model.nsq (the compressed "
+        "file: sparse indices and entropy codes; see netsqueeze inspect / evaluate), "
+        "results.json, table.md, report.html (one self-contained page), "
+        "accuracy_stages.png, weight_distribution.png, trained.pt and compressed.pt (the "
+        "compressed network as a plain checkpoint, for netsqueeze pack). --sparsity, --bits, "
+        "--iterations and --steps override the recipe.",
     )
     modelspec.add_model_args(p, default="lenet5", checkpoint=True)
     p.add_argument("--recipe", default=None,
@@ -134,13 +137,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from netsqueeze.experiments.pipeline import CompressSpec, run_compress
-    from netsqueeze.experiments.recipe import load_recipe
-    from netsqueeze.models.factory import resolve_factory
+    from netsqueeze.experiments.report import ratio_words
 
-    resolve_factory(args.model)  # a wrong spec fails here, before anything is written
-    recipe, overrides = apply_overrides(
-        load_recipe(args.recipe or (args.model if modelspec.is_builtin(args.model)
-                                    else "default")), args)
+    recipe, overrides = check_before_work(args)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                         download=args.download, checkpoint=args.checkpoint, device=args.device,
                         overrides=overrides, model_args=modelspec.model_args(args) or None,
@@ -156,5 +155,27 @@ def run(args: argparse.Namespace) -> int:
           f"{report.name} and figures in {results['wall_times']['total']:.0f} s")
     print(f"{args.model}: top-1 error {s['trained_error_pct']:.2f} % -> {s['final_error_pct']:.2f} % "
           f"with {100 * s['kept_fraction']:.1f} % of weights kept; model.nsq {f['file_bytes']:,} "
-          f"bytes, {f['ratio_to_dense']:.1f}x smaller than dense float32")
+          f"bytes, {ratio_words(f['ratio_to_dense'])} than dense float32")
+    from netsqueeze.experiments.zero_weights import near_chance
+
+    n_classes = int(results["dataset"].get("n_classes") or 0)
+    near = near_chance(s["trained_accuracy"], n_classes)
+    if near:
+        print(f"warning: {near.replace('(--iterations)', '(the recipe train.iterations)')}")
     return 0
+
+
+def check_before_work(args: argparse.Namespace):
+    """What is checkable before loading data or training: the model spec, the output folder,
+    the device, the recipe and its overrides (the recipe's layer patterns are checked against
+    the network by run_compress, also before any data is loaded). Returns (recipe, overrides)."""
+    from netsqueeze.experiments.recipe import load_recipe
+    from netsqueeze.models.factory import resolve_factory
+    from netsqueeze.nn.train import resolve_device
+
+    resolve_factory(args.model)  # a wrong spec fails here, before anything is written
+    common.check_out_dir(args.out)
+    resolve_device(args.device)
+    return apply_overrides(
+        load_recipe(args.recipe or (args.model if modelspec.is_builtin(args.model)
+                                    else "default")), args)

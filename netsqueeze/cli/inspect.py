@@ -113,11 +113,13 @@ def render(report: dict) -> str:
     ]
     lines.append(f"file              {hb(t['file_bytes'])}: records {t['records_bytes']:,} "
                  f"+ header and framing {t['overhead_bytes']:,}")
-    lines.append(f"vs dense          {t['ratio_to_dense']:.1f}x smaller than "
+    from netsqueeze.experiments.report import ratio_words
+
+    lines.append(f"vs dense          {ratio_words(t['ratio_to_dense'])} than "
                  f"{hb(t['dense_bytes'])} ({report['dense_counts']})")
     b = report.get("baseline")
     if b:
-        lines.append(f"vs gzip           {b['ratio']:.2f}x smaller than torch.save + gzip -9: "
+        lines.append(f"vs gzip           {ratio_words(b['ratio'], 2)} than torch.save + gzip -9: "
                      f"{hb(b['gzip_bytes'])} (measured)")
     if t["bits_per_weight"]:
         lines.append(f"bits per weight   {t['bits_per_weight']:.2f} (file bits per stored conv/"

@@ -48,8 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = getattr(args, "resume_hint", None)
         print(f"\nnetsqueeze: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FormatError, OSError) as exc:
+    except (ValueError, FormatError) as exc:
         print(f"netsqueeze {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from netsqueeze.cli.common import os_error_line
+
+        # our own FileNotFoundErrors carry a full sentence; the OS's carry errno and names
+        text = str(exc) if exc.errno is None else os_error_line(exc)
+        print(f"netsqueeze {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

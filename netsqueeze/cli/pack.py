@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from netsqueeze.cli import modelspec, nsqfile
+from netsqueeze.cli import common, modelspec, nsqfile
 
 NAME = "pack"
 
@@ -140,8 +140,10 @@ def header_meta(meta: dict, source: str, gap_bits: dict[str, int]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netsqueeze.experiments.report import ratio_words
     from netsqueeze.nn.export import save_compressed
 
+    common.check_out_file(args.out)
     model, arch, meta, path = nsqfile.load_source(args.src, args.model,
                                                   modelspec.model_args(args),
                                                   trust=args.trust_checkpoint)
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                               factory=arch if custom else None,
                               factory_args=modelspec.model_args(args) if custom else None)
     print(f"wrote {args.out}: {nsqfile.human_bytes(summary['bytes'])}, "
-          f"{summary['ratio']:.1f}x smaller than dense ({arch}, {summary['tensors']} tensors)")
+          f"{ratio_words(summary['ratio'])} than dense ({arch}, {summary['tensors']} tensors)")
     print(f"dense: {nsqfile.human_bytes(summary['dense_bytes'])}, every tensor at its dtype's "
           "size (4 bytes per float32)")
     if applied:

@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else src.with_suffix(SUFFIXES[args.format])
     if out.resolve() == src.resolve():
         raise ValueError(f"-o {out} would overwrite the .nsq file; give another name")
+    common.check_out_file(out)
     nsq = read_nsq(src)
     extra: list[str] = []
     if args.format == "pt":

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from netsqueeze.experiments.report import one_line_summary
     from netsqueeze.experiments.zero_weights import run_zero_weights
 
-    spec = spec_from_args(args)
+    spec = spec_from_args(args)  # checks the model, cluster counts and device before any work
+    common.check_out_dir(args.out)
     results = run_zero_weights(spec, args.out, progress=not args.quiet, resume=args.resume)
     out = Path(args.out)
     from netsqueeze.experiments.html_report import write_report
@@ -86,4 +87,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'results.json'}, {out / 'summary.md'}, {report.name} and 3 figures in "
           f"{results['wall_times']['total']:.0f} s")
     print(one_line_summary(results))
+    for w in results.get("warnings") or []:
+        print(f"warning: {w}")
     return 0

@@ -92,7 +92,9 @@ def _distribution(weights: dict, ranges: dict) -> dict:
         if values.size <= 512:
             entry["values"] = values.astype(float).tolist()
             entry["counts"] = counts.astype(int).tolist()
-        lo, hi = ranges[name]
+        lo, hi = ranges[name]  # the trained model's range, widened to hold every weight
+        if nz.size:
+            lo, hi = min(lo, float(nz.min())), max(hi, float(nz.max()))
         hist, edges = np.histogram(nz, bins=HIST_BINS, range=(lo, hi))
         entry["hist"] = hist.astype(int).tolist()
         entry["edges"] = [float(edges[0]), float(edges[-1])]
@@ -202,12 +204,8 @@ def run_compress(
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     times: dict[str, float] = {}
-    t = time.perf_counter()
-    ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
-                   progress=progress, log=log)
-    times["load_data"] = time.perf_counter() - t
     device = resolve_device(spec.device)
-
+    # the model, its checkpoint and the recipe's layer patterns are checked before any data
     torch.manual_seed(recipe.train.seed)
     model = build_model(spec.model, spec.model_args)
     if spec.checkpoint:
@@ -215,6 +213,10 @@ def run_compress(
         log(f"loaded {spec.checkpoint}")
     layer_names = [ref.name for ref in compressible_layers(model)]
     recipe.validate(layer_names)
+    t = time.perf_counter()
+    ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
+                   progress=progress, log=log)
+    times["load_data"] = time.perf_counter() - t
     check_images_fit(ds, model, spec.model)
     fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
                    "n_train": int(ds.n_train), "n_test": int(ds.n_test)}

@@ -6,7 +6,7 @@ read back), so a report can be redrawn without re-running anything.
 
 from __future__ import annotations
 
-__all__ = ["markdown_table", "one_line_summary", "zero_weights_summary"]
+__all__ = ["markdown_table", "one_line_summary", "ratio_words", "zero_weights_summary"]
 
 
 def markdown_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -16,6 +16,26 @@ def markdown_table(headers: list[str], rows: list[list], align: str | None = Non
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def ratio_words(ratio: float, digits: int = 1) -> str:
+    """``ratio`` = reference size / this size, in words: ``"41.3x smaller"``, or ``"1.08x
+    larger"`` when this is the bigger one (never "0.93x smaller")."""
+    if ratio >= 1:
+        return f"{ratio:.{digits}f}x smaller"
+    if ratio <= 0:
+        return "larger (the reference is empty)"
+    return f"{1 / ratio:.{max(digits, 2)}f}x larger"
+
+
+def _distinct_words(c: dict, n_weights: int) -> str:
+    """``61 distinct weight values instead of 48,895 (...)``: what the cluster answer compares."""
+    base = c.get("baseline_distinct_weights")
+    if base is None:  # results written before the baseline was recorded
+        return f"{c['distinct_weights']} distinct values for {n_weights:,} weights"
+    return (f"{c['distinct_weights']} distinct weight values instead of {base:,} (the trained "
+            f"model's {n_weights:,} weights hold {base:,} distinct values; "
+            f"{c['reduction']:.0f}x fewer)")
 
 
 def _pct(x: float, digits: int = 1) -> str:
@@ -42,10 +62,17 @@ def one_line_summary(results: dict) -> str:
         )
     c = a.get("clusters_within_tolerance")
     if c:
+        base = c.get("baseline_distinct_weights")
+        n_w = results["model"]["weights"]
         parts.append(
-            f"{c['distinct_weights']} distinct values instead of {results['model']['weights']:,} "
-            f"({c['reduction']:.0f}x fewer, {-c['drop_pp']:+.2f} pp)"
+            f"{c['distinct_weights']} distinct weight values instead of the {base:,} of the "
+            f"trained model's {n_w:,} weights ({c['reduction']:.0f}x fewer, "
+            f"{-c['drop_pp']:+.2f} pp)" if base is not None else
+            f"{c['distinct_weights']} distinct weight values for {n_w:,} weights "
+            f"({-c['drop_pp']:+.2f} pp)"
         )
+    for w in results.get("warnings") or []:
+        parts.append(f"WARNING: {w}")
     return "; ".join(parts)
 
 
@@ -65,16 +92,30 @@ def zero_weights_summary(results: dict) -> str:
     )
     if ds.get("note"):
         lines.append(f"Data note: {ds['note']}")
+    for w in results.get("warnings") or []:
+        lines.append(f"**Warning: {w}.**")
     lines += ["", "## Answers", ""]
+    first_crossing = "zero_rule" in a
     z = a.get("zero")
     if z:
         lines.append(
             f"- **{_pct(z['zero_fraction'])} of the weights can be zeroed for <= {tol:g} pp "
             f"accuracy** (threshold {z['threshold']:.4f}: accuracy {z['accuracy']:.4f}, "
-            f"{_vs_trained(z['drop_pp'])})."
+            f"{_vs_trained(z['drop_pp'])}"
+            + ("; every smaller threshold of the sweep stays within the tolerance too"
+               if first_crossing else "") + ")."
         )
     else:
-        lines.append(f"- No threshold keeps accuracy within {tol:g} pp of the trained model.")
+        lines.append(f"- No threshold keeps accuracy within {tol:g} pp of the trained model"
+                     + (" (the smallest already loses more)." if first_crossing else "."))
+    zm = a.get("zero_max_anywhere")
+    if zm and (not z or zm["index"] != z["index"]):
+        lines.append(
+            f"- Counting thresholds past the first one that loses more than {tol:g} pp: "
+            f"{_pct(zm['zero_fraction'])} at threshold {zm['threshold']:.4f} (accuracy "
+            f"{zm['accuracy']:.4f}, {_vs_trained(zm['drop_pp'])}), though a smaller threshold "
+            "falls outside the tolerance: not the answer above, shown for comparison."
+        )
     zl = a.get("zero_lossless")
     if zl is None:
         lines.append(
@@ -89,8 +130,7 @@ def zero_weights_summary(results: dict) -> str:
     c = a.get("clusters_within_tolerance")
     if c:
         lines.append(
-            f"- **{c['distinct_weights']} distinct values instead of {n_w:,} "
-            f"({c['reduction']:.0f}x fewer)** for <= {tol:g} pp: clusters per layer "
+            f"- **{_distinct_words(c, n_w)}** for <= {tol:g} pp: clusters per layer "
             f"{c['clusters']} (step {c['step']}), accuracy {c['accuracy']:.4f} "
             f"({_vs_trained(c['drop_pp'])})."
         )
@@ -101,12 +141,19 @@ def zero_weights_summary(results: dict) -> str:
         lines.append(
             f"- The notebook's rule (last step before a drop of more than {nb['max_drop']:g}) "
             f"picks step {nb['step']}: clusters {nb['clusters']}, {nb['distinct_weights']} "
-            f"distinct values ({nb['reduction']:.0f}x fewer), accuracy {nb['accuracy']:.4f} "
-            f"({_vs_trained(nb['drop_pp'])})."
+            f"distinct weight values ({nb['reduction']:.0f}x fewer), accuracy "
+            f"{nb['accuracy']:.4f} ({_vs_trained(nb['drop_pp'])})."
         )
+    if first_crossing:
+        lines += ["", f"Rule: the zeroable fraction is read at the largest threshold such that "
+                  "it and every smaller threshold of the sweep lose no more than the tolerance "
+                  "(the first crossing of the tolerance line); the cluster answer is the step "
+                  "with the fewest distinct values within the tolerance."]
     by_tol = a.get("zero_by_tolerance") or []
     if by_tol:
-        lines += ["", "## How much can be zeroed for a given loss", ""]
+        lines += ["", "## How much can be zeroed for a given loss", "",
+                  "Each row: the largest threshold such that it and every smaller one lose no "
+                  "more than the loss.", ""]
         rows = [
             [f"<= {r['tolerance_pp']:g} pp",
              "none" if r["zero_fraction"] is None else _pct(r["zero_fraction"]),
@@ -218,15 +265,16 @@ def compress_table_markdown(results: dict) -> str:
     lines.append(
         "Paper formula: each stored entry (kept weights and filler zeros) costs weight bits + "
         "index bits, plus a 32-bit codebook entry per shared value; weight bits are 32 for "
-        "layers that are not shared; biases are not counted. 'In the file' is what model.nsq "
-        "spends on the layer's weight and bias records, with Huffman coding."
+        "layers that are not shared; biases are not counted (as in `netsqueeze inspect`, "
+        "which applies the formula to the layout the file really uses). 'In the file' is what "
+        "model.nsq spends on the layer's weight and bias records, with Huffman coding."
     )
     if f:
         t = f["totals"]
         b = f["baseline"] or {}
         lines += [
             "",
-            (f"**model.nsq: {t['file_bytes']:,} bytes, {t['ratio_to_dense']:.1f}x smaller than "
+            (f"**model.nsq: {t['file_bytes']:,} bytes, {ratio_words(t['ratio_to_dense'])} than "
             f"the dense float32 model ({t['dense_bytes']:,} bytes)**; "
             f"{t['bits_per_weight']:.2f} bits per weight stored; Huffman saves "
             f"{100 * (t['huffman_saving'] or 0):.1f} % over fixed-width codes and the coded "
@@ -235,7 +283,7 @@ def compress_table_markdown(results: dict) -> str:
         if b.get("gzip_bytes"):
             lines.append(
                 f"torch.save + gzip -9 of the same compressed model: {b['gzip_bytes']:,} bytes "
-                f"(model.nsq is {b['gzip_bytes'] / t['file_bytes']:.1f}x smaller)."
+                f"(model.nsq is {ratio_words(b['gzip_bytes'] / t['file_bytes'])})."
             )
     lines += [
         "",

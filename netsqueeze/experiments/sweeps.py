@@ -23,7 +23,7 @@ from torch import nn
 from netsqueeze.core.kmeans1d import KMeans1D
 from netsqueeze.core.prune import MagnitudeIndex
 from netsqueeze.nn.modules import compressible_layers
-from netsqueeze.nn.train import evaluate, to_tensor
+from netsqueeze.nn.train import evaluate, labels_tensor, to_tensor
 from netsqueeze.progress import progress_bar
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ThresholdSweepResult",
     "cluster_schedule",
     "cluster_sweep",
+    "select_first_crossing",
     "select_max_zeroed_within_tolerance",
     "select_notebook_rule",
     "select_within_tolerance",
@@ -161,13 +162,39 @@ def select_within_tolerance(
     return min(ok, key=lambda i: (cost[i], -accuracy[i], -i))
 
 
+def select_first_crossing(
+    accuracy: Sequence[float],
+    thresholds: Sequence[float],
+    reference: float,
+    tolerance: float = 0.005,
+) -> int | None:
+    """The largest threshold such that it and every smaller threshold stay within tolerance.
+
+    Walks the thresholds in increasing order and stops before the first one whose accuracy is
+    below ``reference - tolerance``; returns the index of the last one before it (``None`` when
+    even the smallest threshold is outside the tolerance). A larger threshold that happens to
+    come back within the tolerance after a crossing is not chosen: a reader who asks "how far
+    can I raise the threshold and stay within X pp" expects every smaller threshold to qualify.
+    """
+    if len(accuracy) != len(thresholds):
+        raise ValueError(f"{len(accuracy)} accuracy values but {len(thresholds)} thresholds")
+    best = None
+    for i in sorted(range(len(thresholds)), key=lambda j: (thresholds[j], j)):
+        if accuracy[i] < reference - tolerance - 1e-12:
+            break
+        best = i
+    return best
+
+
 def select_max_zeroed_within_tolerance(
     accuracy: Sequence[float],
     zero_fraction: Sequence[float],
     reference: float,
     tolerance: float = 0.005,
 ) -> int | None:
-    """The point zeroing the most weights whose accuracy is at least ``reference - tolerance``."""
+    """The point zeroing the most weights whose accuracy is at least ``reference - tolerance``,
+    wherever it lies (smaller thresholds may fall outside the tolerance; see
+    :func:`select_first_crossing` for the rule the answers use)."""
     return select_within_tolerance(
         accuracy, [-z for z in zero_fraction], reference, tolerance
     )
@@ -191,10 +218,12 @@ class _Restore:
 
 
 def _test_tensors(model, x_test, y_test):
+    """Images and labels on the model's device, whether given as arrays or as tensors (on any
+    device: a tensor is moved with ``.to``, never through numpy)."""
     dev = next(model.parameters()).device
-    xt = x_test if isinstance(x_test, torch.Tensor) else to_tensor(x_test, dev)
-    yt = torch.as_tensor(np.asarray(y_test), dtype=torch.long, device=dev)
-    return xt.to(dev), yt
+    xt = x_test.to(dev) if isinstance(x_test, torch.Tensor) else to_tensor(x_test, dev)
+    yt = labels_tensor(y_test, dev)
+    return xt, yt
 
 
 def threshold_sweep(

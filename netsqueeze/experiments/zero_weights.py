@@ -43,8 +43,8 @@ from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, to_tensor, train
 
-__all__ = ["OUTPUTS", "ZeroWeightsSpec", "apply_clusters_", "apply_threshold_", "run_versions",
-           "run_zero_weights", "save_chosen_points"]
+__all__ = ["OUTPUTS", "ZeroWeightsSpec", "apply_clusters_", "apply_threshold_", "near_chance",
+           "run_versions", "run_zero_weights", "save_chosen_points"]
 
 #: The files :func:`run_zero_weights` writes into its output folder (``threshold.nsq`` and
 #: ``clusters.nsq`` with ``save_chosen``; ``report.html`` is written by the command).
@@ -81,7 +81,26 @@ class ZeroWeightsSpec:
     save_chosen: bool = False
 
     def validate(self) -> ZeroWeightsSpec:
+        """Check everything that can be checked before loading data or training; return self."""
         self.train.validate()
+        if int(self.train.iterations) < 1:
+            raise ValueError(
+                "iterations must be >= 1: the sweeps of an untrained model measure nothing "
+                "(the default trains for 2400)"
+            )
+        model = build(self.model)  # an unknown name is a ValueError naming the choices
+        layers = compressible_layers(model)
+        if len(self.cluster_starts) != len(layers):
+            raise ValueError(
+                f"cluster_starts has {len(self.cluster_starts)} counts but {self.model} has "
+                f"{len(layers)} layers ({', '.join(r.name for r in layers)}); give one count "
+                "per layer"
+            )
+        if any(int(c) < 1 for c in self.cluster_starts):
+            raise ValueError(f"cluster_starts must all be >= 1, got {list(self.cluster_starts)}")
+        if self.bias_clusters is not None and int(self.bias_clusters) < 1:
+            raise ValueError(f"bias_clusters must be >= 1 or None, got {self.bias_clusters}")
+        resolve_device(self.device)
         if self.threshold_num < 1:
             raise ValueError(f"threshold_num must be >= 1, got {self.threshold_num}")
         if not 0 <= self.threshold_start <= self.threshold_stop:
@@ -121,13 +140,31 @@ def run_versions() -> dict:
     }
 
 
+def near_chance(accuracy: float, n_classes: int) -> str | None:
+    """A warning when ``accuracy`` is below twice chance (1 / n_classes), or below halfway from
+    chance to 100 % when that is lower (few classes); else None."""
+    if n_classes < 2 or accuracy >= min(2.0 / n_classes, 0.5 + 0.5 / n_classes):
+        return None
+    return (f"the trained model is near chance (accuracy {accuracy:.4f}; chance is "
+            f"{1 / n_classes:.2f} with {n_classes} classes): the fractions of zeroable weights "
+            "and distinct values measured on it mean nothing; train longer (--iterations)")
+
+
 def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, spec, n_weights):
     tol = spec.tolerance_pp / 100.0
     out: dict = {"tolerance_pp": spec.tolerance_pp}
-    for key, t in (("zero", tol), ("zero_lossless", 0.0)):
-        i = sweeps.select_max_zeroed_within_tolerance(
-            thr.accuracy, thr.overall_zero_fraction, thr.baseline_accuracy, t
-        )
+    out["zero_rule"] = ("first crossing: the largest threshold such that it and every smaller "
+                        "threshold stay within the tolerance")
+    for key, t, rule in (
+        ("zero", tol, sweeps.select_first_crossing),
+        ("zero_lossless", 0.0, sweeps.select_first_crossing),
+        ("zero_max_anywhere", tol, None),
+    ):
+        if rule is None:  # the most zeroed at any threshold within tolerance (a second figure)
+            i = sweeps.select_max_zeroed_within_tolerance(
+                thr.accuracy, thr.overall_zero_fraction, thr.baseline_accuracy, t)
+        else:
+            i = rule(thr.accuracy, thr.thresholds, thr.baseline_accuracy, t)
         out[key] = None if i is None else {
             "index": i,
             "threshold": thr.thresholds[i],
@@ -139,8 +176,8 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
         }
     out["zero_by_tolerance"] = []
     for tol_pp in ZERO_TOLERANCES_PP:
-        i = sweeps.select_max_zeroed_within_tolerance(
-            thr.accuracy, thr.overall_zero_fraction, thr.baseline_accuracy, tol_pp / 100
+        i = sweeps.select_first_crossing(
+            thr.accuracy, thr.thresholds, thr.baseline_accuracy, tol_pp / 100
         )
         out["zero_by_tolerance"].append({
             "tolerance_pp": tol_pp,
@@ -164,7 +201,8 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
             "distinct_biases": clu.distinct_biases[i],
             "accuracy": clu.accuracy[i],
             "drop_pp": 100.0 * (clu.baseline_accuracy - clu.accuracy[i]),
-            "reduction": n_weights / clu.distinct_weights[i],
+            "baseline_distinct_weights": clu.baseline_distinct_weights,
+            "reduction": clu.baseline_distinct_weights / max(1, clu.distinct_weights[i]),
         }
     out["clusters_notebook_rule"]["max_drop"] = spec.notebook_max_drop
     return out
@@ -411,6 +449,11 @@ def run_zero_weights(
     times["evaluate"] = time.perf_counter() - t
     log(f"trained {spec.model}: test accuracy {accuracy:.4f} on {len(ds.y_test):,} images "
         f"({train_log.get('iterations', 0)} iterations, seed {spec.train.seed})")
+    warnings = []
+    near = near_chance(accuracy, ds.n_classes)
+    if near:
+        warnings.append(near)
+        log(f"warning: {near}")
 
     t = time.perf_counter()
     thr = sweeps.threshold_sweep(
@@ -454,6 +497,7 @@ def run_zero_weights(
         "threshold_sweep": thr.to_dict(),
         "cluster_sweep": clu.to_dict(),
         "answers": answers,
+        "warnings": warnings,
         "wall_times": times,
     }
     save_checkpoint(model, out / "model.pt", arch=spec.model,

@@ -23,10 +23,15 @@ FORMAT = "netsqueeze-checkpoint"
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str | None,
                     meta: dict | None = None) -> Path:
-    """Save ``model.state_dict()`` with its architecture name, atomically."""
+    """Save ``model.state_dict()`` with its architecture name, atomically.
+
+    Tensors are saved from the CPU, so a checkpoint written on a GPU loads on any machine.
+    """
     from netsqueeze.nn.train import save_state
 
-    save_state({"format": FORMAT, "arch": arch, "state_dict": model.state_dict(),
+    state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
+             for k, v in model.state_dict().items()}
+    save_state({"format": FORMAT, "arch": arch, "state_dict": state,
                 "meta": dict(meta or {})}, path)
     return Path(path)
 
@@ -50,10 +55,8 @@ def read_checkpoint(path: str | os.PathLike,
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint
-        raise FormatError(
-            f"{p}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); give a file "
-            "written by netsqueeze or by torch.save(model.state_dict())"
-        ) from None
+        raise FormatError(f"{p}: {_load_problem(exc)}; give a file written by netsqueeze or "
+                          "by torch.save(model.state_dict())") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         state, arch, meta = obj.get("state_dict"), obj.get("arch"), dict(obj.get("meta") or {})
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -63,6 +66,22 @@ def read_checkpoint(path: str | os.PathLike,
     if not isinstance(state, dict):
         raise FormatError(f"{p}: its state_dict is a {type(state).__name__}, not a dict")
     return state, arch, meta
+
+
+def _load_problem(exc: BaseException) -> str:
+    """A short reason why ``torch.load(weights_only=True)`` refused a file, without PyTorch's
+    long explanation of ``weights_only``."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"holds Python objects other than tensors and plain values (it needs "
+                f"{found.group(1)}), which netsqueeze does not unpickle")
+    first = text.strip().splitlines()[0][:120] if text.strip() else ""
+    if isinstance(exc, OSError | MemoryError):
+        return f"cannot be read ({type(exc).__name__}: {first})"
+    return "not a PyTorch checkpoint (torch.load cannot read it)"
 
 
 def load_checkpoint(

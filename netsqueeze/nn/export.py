@@ -836,7 +836,7 @@ def _layer_entry(layer: str, stats: list[dict], kind: str | None, gap_field) -> 
         "dense_bytes": dense,
         "ratio": _ratio(dense, nbytes),
         "entropy_bound_bytes": sum(s["entropy_bound_bytes"] for s in stats),
-        "paper_bytes": sum(s["paper_bits"] for s in stats) / 8,
+        "paper_bytes": main["paper_bits"] / 8,  # weights only, as the paper counts
         "floor_bytes": sum(s["floor_bytes"] for s in stats),
         "above_floor": _above(nbytes, sum(s["floor_bytes"] for s in stats)),
     }

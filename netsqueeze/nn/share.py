@@ -383,8 +383,15 @@ def _replace_param(module: nn.Module, old: str, new: str, value: nn.Parameter) -
     module._parameters.update(items)
 
 
+def _host(a) -> np.ndarray:
+    """An array from array-likes or tensors on any device (a GPU tensor is copied to the host)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
 def _as_index(index, shape: tuple[int, ...], k: int, where: str) -> np.ndarray:
-    a = np.asarray(index)
+    a = _host(index)
     if a.shape != shape:
         raise ValueError(f"{where}: index has shape {a.shape} but the weight has shape {shape}")
     if a.dtype.kind not in "iu":
@@ -444,7 +451,7 @@ def share_layer_(
             + (" (it shares weights already; strip_ it first)" if is_shared(module, param)
                else "")
         )
-    c = np.asarray(centroids, dtype=np.float64 if w.dtype == torch.float64 else np.float32)
+    c = _host(centroids).astype(np.float64 if w.dtype == torch.float64 else np.float32)
     if c.ndim != 1:
         raise ValueError(f"centroids must be 1-D, got shape {c.shape}")
     if not np.all(np.isfinite(c)):
@@ -709,10 +716,10 @@ def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module
                 f"apply_codebooks_: the codebook of {name!r} must be (centroids, index) or "
                 "(centroids, index, mask)"
             )
-        centroids = np.asarray(book[0])
-        index = np.asarray(book[1])
+        centroids = _host(book[0])
+        index = _host(book[1])
         if len(book) == 3 and book[2] is not None:
-            mask = np.asarray(book[2], dtype=bool)
+            mask = _host(book[2]).astype(bool)
             if mask.shape != index.shape:
                 raise ValueError(
                     f"apply_codebooks_: mask of {name!r} has shape {mask.shape} but the index "

@@ -32,6 +32,7 @@ __all__ = [
     "TrainLog",
     "evaluate",
     "load_state",
+    "labels_tensor",
     "predict_logits",
     "random_shift",
     "resolve_device",
@@ -127,9 +128,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` picks CUDA when available, else the CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA GPUs "
+                         "(numbered from 0)")
     return dev
 
 
@@ -142,8 +149,15 @@ def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.T
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
-def _labels(y, device) -> torch.Tensor:
+def labels_tensor(y, device: torch.device | str | None = None) -> torch.Tensor:
+    """Labels as a ``long`` tensor on ``device`` (default: where they are; CPU for arrays).
+
+    A tensor is moved with ``.to`` and never goes through numpy, so labels already on a GPU work.
+    """
+    if isinstance(y, torch.Tensor):
+        return y.to(device=device, dtype=torch.long)
     return torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
+
 
 
 def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -295,7 +309,7 @@ def train(
     model.to(dev)
     x = x_train if isinstance(x_train, torch.Tensor) else to_tensor(x_train, dev)
     x = x.to(dev)
-    y = _labels(y_train, dev) if not isinstance(y_train, torch.Tensor) else y_train.to(dev)
+    y = labels_tensor(y_train, dev)
     n = x.shape[0]
     if n == 0:
         raise ValueError("the training set is empty")
@@ -417,9 +431,9 @@ def evaluate(
 ) -> float:
     """Top-1 accuracy of ``model`` on every image of ``x`` (the whole test set, never a batch)."""
     logits = predict_logits(model, x, batch_size=batch_size)
-    yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y), dtype=torch.long)
+    yt = labels_tensor(y, logits.device)
     if logits.shape[0] != yt.shape[0]:
         raise ValueError(f"{logits.shape[0]} images but {yt.shape[0]} labels")
     if yt.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty test set")
-    return float((logits.argmax(1).cpu() == yt.cpu()).float().mean())
+    return float((logits.argmax(1) == yt).float().mean())

@@ -199,6 +199,20 @@ def test_evaluate_on_the_offline_sample(nsq, capsys):
     assert ds.note in text
 
 
+def test_evaluate_without_dataset_uses_the_default_and_says_so(nsq, capsys):
+    path, _ = nsq  # a file that records no dataset
+    code, text, _ = cli(capsys, "evaluate", path)
+    assert code == 0
+    assert "the file records no dataset" in text and "--dataset" in text
+    assert "test images of mnist-sample" in text  # no full MNIST here: the sample, with its note
+
+
+def test_evaluate_rejects_an_unknown_device(nsq, capsys):
+    path, _ = nsq
+    code, _, err = cli(capsys, "evaluate", path, "--device", "gpu0")
+    assert_one_line_error(code, err, "evaluate", "unknown device 'gpu0'")
+
+
 def test_evaluate_needs_a_known_architecture(tmp_path, capsys):
     save_compressed(torch.nn.Linear(784, 10), tmp_path / "c.nsq")
     code, _, err = cli(capsys, "evaluate", tmp_path / "c.nsq", "--dataset", "mnist-sample")
@@ -239,7 +253,7 @@ def test_parsers_are_testable_without_running(tmp_path):
     with pytest.raises(SystemExit):
         parser.parse_args(["pack", "src", "-o", "x.nsq", "--fc-gap-bits", "17"])
     args = parser.parse_args(["evaluate", "f.nsq"])
-    assert args.dataset == "mnist" and args.download
+    assert args.dataset is None and args.download and args.device == "auto"
     args = parser.parse_args(["inspect", "f.nsq", "--json", "--no-baseline"])
     assert args.json and not args.baseline
 
@@ -325,3 +339,37 @@ def test_saving_text_that_utf8_cannot_encode_names_the_file_and_field(tmp_path):
     with pytest.raises(ValueError, match=message):
         save_compressed(torch.nn.Linear(3, 2), path, arch="net\udc80")
     assert not path.exists()
+
+
+def test_output_paths_of_the_wrong_kind_are_one_clear_line(nsq, checkpoint, tmp_path, capsys):
+    path, _ = nsq
+    src, _ = checkpoint
+    folder = tmp_path / "existing_dir"
+    folder.mkdir()
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    cases = [
+        (("unpack", path, "-o", folder), "unpack", "that is a folder"),
+        (("pack", src, "-o", folder), "pack", "that is a folder"),
+        (("unpack", path, "-o", a_file / "m.pt"), "unpack", "is a file, not a folder"),
+        (("compress", "-o", a_file), "compress", "a file of that name exists"),
+        (("zero-weights", "-o", a_file), "zero-weights", "a file of that name exists"),
+        (("compress", "-o", a_file / "sub"), "compress", "is a file, not a folder"),
+    ]
+    for argv, command, text in cases:
+        code, _, err = cli(capsys, *argv)
+        assert_one_line_error(code, err, command, text)
+        assert ".tmp" not in err and "Errno" not in err
+    assert sorted(p.name for p in folder.iterdir()) == []  # nothing written, no temp file left
+    code, _, _ = cli(capsys, "unpack", path, "-o", tmp_path / "new" / "sub" / "m.pt")
+    assert code == 0 and (tmp_path / "new" / "sub" / "m.pt").is_file()  # folders are created
+
+
+def test_os_errors_name_the_users_file_not_a_temporary_one():
+    from netsqueeze.cli.common import os_error_line
+
+    exc = IsADirectoryError(21, "Is a directory", "out/.model.pt.x1y2.tmp", None, "out/model.pt")
+    assert os_error_line(exc) == "out/model.pt: Is a directory"
+    assert os_error_line(FileExistsError(17, "File exists", "afile")) == "afile: File exists"
+    assert os_error_line(PermissionError(13, "Permission denied", "d/.x.abc.tmp")) == (
+        "d: Permission denied")

@@ -48,7 +48,14 @@ def test_small_run_writes_everything(tmp_path):
     for f in FIGURES:
         _check_png(tmp_path / f)
     summary = (tmp_path / "summary.md").read_text()
-    assert "distinct values instead of 48,912" in summary or "No cluster step" in summary
+    base = on_disk["cluster_sweep"]["baseline_distinct_weights"]
+    assert 1 < base <= 48_912
+    c = on_disk["answers"]["clusters_within_tolerance"]
+    assert c is None or (
+        f"distinct weight values instead of {base:,} (the trained model's 48,912 weights hold "
+        f"{base:,} distinct values" in summary and c["reduction"] == base / c["distinct_weights"])
+    assert c is not None or "No cluster step" in summary
+    assert "every smaller threshold" in summary and "Rule:" in summary
     zs = [r["zero_fraction"] or 0.0 for r in on_disk["answers"]["zero_by_tolerance"]]
     assert len(zs) == 6 and zs == sorted(zs)  # more loss allowed never zeroes less
     assert "How much can be zeroed for a given loss" in summary
