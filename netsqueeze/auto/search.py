@@ -131,6 +131,7 @@ def compress(
     max_drop: float | None = None,
     min_accuracy: float | None = None,
     sensitivity_result: SensitivityResult | None = None,
+    cost: CostModel | None = None,
     sparsities: Sequence[float] = DEFAULT_SPARSITIES,
     bits: Sequence[int] = DEFAULT_BITS,
     gap_bits: Mapping[str, int] | None = None,
@@ -163,6 +164,8 @@ def compress(
         Smallest allowed ``eval_fn`` (e.g. ``1 - max_error / 100``). With both, both hold.
     sensitivity_result : SensitivityResult, optional
         Measured before (``sensitivity(model, eval_fn=...)``); measured here otherwise.
+    cost : CostModel, optional
+        Priced before (``cost_model(model, ...)`` on the sensitivity grid); priced here otherwise.
     sparsities, bits : sequences
         The grid of the sensitivity curves and of the allocation.
     gap_bits : {"conv": int, "fc": int}, optional
@@ -181,8 +184,9 @@ def compress(
     share_attempts : int
         Most weight-sharing attempts (each fine-tuned and evaluated).
     time_budget : float, optional
-        Seconds for the whole call: no round starts when the last one's duration says it would
-        end past the budget (sensitivity and the first round are not bounded in advance).
+        Seconds for the whole call: no round starts when the longest round so far says it would
+        end past the budget. Measuring sensitivity and pricing the layers come first and are
+        not cut short (pass ``sensitivity_result`` / ``cost`` to reuse them).
 
     Returns
     -------
@@ -240,7 +244,12 @@ def compress(
     sp_grid = list(sens.layers[0].sparsities)
     bit_grid = list(sens.layers[0].bits)
     report.sensitivity = sens.to_dict()
-    costs: CostModel = cost_model(cur, sp_grid, bit_grid, gap_bits=gap, filter_fn=filter_fn)
+    costs = cost
+    if costs is None:
+        costs = cost_model(cur, sp_grid, bit_grid, gap_bits=gap, filter_fn=filter_fn)
+    elif costs.sparsities != sp_grid or costs.bits != bit_grid or set(costs.layers) != set(names):
+        raise ValueError("cost was priced on another grid or other layers than the sensitivity "
+                         "curves; price it with cost_model(model, sparsities, bits)")
     report.cost = costs.to_dict()
     report.dense_bytes = costs.dense_bytes
     dp = {n: sens.prune_drop(n) for n in names}
@@ -335,10 +344,12 @@ def compress(
         order = sorted(hurt, key=hurt.get, reverse=True)
         total = sum(max(0.0, v) for v in hurt.values())
         chosen, acc_hurt = [], 0.0
-        for n in order:
+        if total <= 0:  # the curves did not see it coming: back off every layer that moved
+            chosen = order
+        for n in order if total > 0 else ():
             chosen.append(n)
             acc_hurt += max(0.0, hurt[n])
-            if total <= 0 or acc_hurt >= 0.5 * total:
+            if acc_hurt >= 0.5 * total:
                 break
         retry = dict(target)
         for n in chosen:

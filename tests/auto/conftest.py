@@ -50,6 +50,7 @@ def accuracy(model: nn.Module, x, y) -> float:
 
 @pytest.fixture(scope="module")
 def problem():
+    torch.set_num_threads(1)  # tiny tensors: one thread, no contention with other work
     torch.manual_seed(0)
     x_tr, y_tr = make_blobs(1200, 1)
     x_va, y_va = make_blobs(800, 2)
