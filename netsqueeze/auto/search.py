@@ -175,8 +175,9 @@ def compress(
     finetune_iterations : int
         ``train_fn`` iterations after weight sharing (the centroids and other parameters).
     margin : float in [0, 1)
-        Share of the budget kept back: pruning rounds must stay within ``(1 - margin)`` of it
-        (the rest is for weight sharing), and allocations aim at ``(1 - margin)`` of what is left.
+        Safety margin of the predictions: pruning allocations aim at ``(1 - margin)`` of the
+        budget (times a growing scale), sharing allocations at ``(1 - margin)`` of what the
+        pruned model left. Every model is accepted on its measured ``eval_fn`` alone.
     max_backoffs : int
         Broken rounds tolerated before the pruning phase stops.
     max_rounds : int
@@ -282,7 +283,7 @@ def compress(
     good_acc = base
     good_sp = {n: 0.0 for n in names}
     caps: dict[str, float] = {}
-    prune_floor = floor + margin * budget / 100
+    prune_floor = floor
     prune_budget = (1 - margin) * budget
     scale = 1.0
     retry: dict[str, float] | None = None
@@ -328,7 +329,7 @@ def compress(
         secs = time.perf_counter() - t
         clock.last = max(clock.last, secs)
         record("prune", target, None, acc, cur, predicted, ok,
-               alloc_note if ok else f"{alloc_note}; breaks the pruning budget", secs)
+               alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
         if ok:
             good, good_acc, good_sp = cur, acc, dict(target)
             report.prune_rounds += 1

@@ -26,6 +26,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "notebook-cnn) [the model's built-in recipe]")
     p.add_argument("--checkpoint", default=None,
                    help="start from this trained checkpoint instead of training")
+    g = p.add_argument_group("automatic (no recipe): per-layer sparsity and bits under a budget")
+    g.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="largest validation-accuracy drop from the trained model, in "
+                   "percentage points")
+    g.add_argument("--max-error", type=float, default=None, metavar="PCT",
+                   help="largest validation top-1 error, in percent")
+    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop starting search rounds after this long; keep the best so far")
+    g.add_argument("--max-rounds", type=int, default=12,
+                   help="most prune + retrain rounds of the search [%(default)s]")
+    g.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training set held out for validation [%(default)s]")
     common.add_data_args(p)
     common.add_run_args(p, out_default="runs/compress")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
@@ -41,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    if args.max_drop is not None or args.max_error is not None or args.time_budget is not None:
+        from netsqueeze.experiments.auto_compress import run_auto_cli
+
+        return run_auto_cli(args)
     recipe = load_recipe(args.recipe or args.model)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                         download=args.download, checkpoint=args.checkpoint, device=args.device)

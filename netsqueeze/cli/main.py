@@ -11,10 +11,19 @@ import sys
 from collections.abc import Sequence
 
 from netsqueeze import __version__
-from netsqueeze.cli import compress, evaluate, inspect, pack, plot, unpack, zero_weights
+from netsqueeze.cli import (
+    compress,
+    evaluate,
+    inspect,
+    pack,
+    plot,
+    sensitivity,
+    unpack,
+    zero_weights,
+)
 from netsqueeze.errors import FormatError
 
-COMMANDS = (zero_weights, compress, pack, unpack, inspect, evaluate, plot)
+COMMANDS = (zero_weights, compress, pack, unpack, inspect, evaluate, plot, sensitivity)
 
 
 def build_parser() -> argparse.ArgumentParser:
