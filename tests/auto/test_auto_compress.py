@@ -89,3 +89,23 @@ def test_sensitivity_command_parses():
     args = build_parser().parse_args(["sensitivity", "--model", "lenet-300-100",
                                       "--retrain-iterations", "5"])
     assert args.retrain_iterations == 5 and args.val_fraction == 0.1
+
+
+def test_recipe_toml_round_trips_dotted_layer_names(tmp_path):
+    from netsqueeze.experiments.auto_compress import recipe_toml
+    from netsqueeze.experiments.recipe import StorageConfig
+    from netsqueeze.nn.train import TrainConfig
+
+    text = recipe_toml("auto-x", 'a "quoted" description', TrainConfig(iterations=10),
+                       {"features.0": 0.9317, "classifier.fc": 0.0}, {"features.0": 3,
+                                                                      "classifier.fc": 6},
+                       steps=3, retrain_cfg=TrainConfig(iterations=7, lr=1e-4),
+                       fine_cfg=TrainConfig(iterations=5), storage=StorageConfig(fc_gap_bits=4))
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    r = load_recipe(path)
+    assert r.prune.config.sparsity == {"features.0": 0.9317, "classifier.fc": 0.0}
+    assert r.prune.steps == 3 and r.prune.retrain.iterations == 7
+    assert r.share.bits == {"features.0": 3, "classifier.fc": 6}
+    assert r.finetune.iterations == 5 and r.storage.fc_gap_bits == 4
+    assert r.description == 'a "quoted" description'
