@@ -137,8 +137,9 @@ def compress(
     gap_bits: Mapping[str, int] | None = None,
     retrain_iterations: int = 500,
     finetune_iterations: int = 500,
+    final_retrain_iterations: int = 0,
     margin: float = 0.2,
-    max_backoffs: int = 4,
+    max_backoffs: int = 8,
     max_rounds: int = 12,
     share_attempts: int = 3,
     time_budget: float | None = None,
@@ -174,6 +175,9 @@ def compress(
         ``train_fn`` iterations after each pruning round.
     finetune_iterations : int
         ``train_fn`` iterations after weight sharing (the centroids and other parameters).
+    final_retrain_iterations : int
+        Longer retraining of the last accepted pruned model before sharing (kept only when it
+        still meets the budget).
     margin : float in [0, 1)
         Safety margin of the predictions: pruning allocations aim at ``(1 - margin)`` of the
         budget (times a growing scale), sharing allocations at ``(1 - margin)`` of what the
@@ -207,6 +211,7 @@ def compress(
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     for name, v in (("retrain_iterations", retrain_iterations),
                     ("finetune_iterations", finetune_iterations), ("max_backoffs", max_backoffs),
+                    ("final_retrain_iterations", final_retrain_iterations),
                     ("max_rounds", max_rounds), ("share_attempts", share_attempts)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
@@ -369,6 +374,19 @@ def compress(
             retry = None
         cur = good
     report.stopped_by = stopped
+    if final_retrain_iterations and report.prune_rounds and clock.allows(
+            clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
+        t = time.perf_counter()
+        m = copy.deepcopy(good)
+        train_fn(m, final_retrain_iterations)
+        m.eval()
+        acc = float(eval_fn(m))
+        secs = time.perf_counter() - t
+        ok = acc >= floor
+        record("prune", good_sp, None, acc, m, None, ok,
+               f"final retraining, {final_retrain_iterations} iterations", secs)
+        if ok:
+            good, good_acc = m, acc
 
     # ---- weight sharing ----------------------------------------------------------------
     if share_attempts and clock.allows():

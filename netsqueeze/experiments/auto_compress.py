@@ -254,13 +254,21 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     sens = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress)
     sens.meta = {"model": spec.model, "dataset": ds.name}
     sens_seconds = time.perf_counter() - t
-    min_acc = None if spec.max_error is None else 1 - spec.max_error / 100
+    # a safety margin of one standard error of the validation accuracy, so that a model that
+    # just meets the budget on validation is likely to meet it on unseen data too
+    n_val = int(p["val_idx"].size)
+    p_ref = 1 - spec.max_error / 100 if spec.max_error is not None else sens.baseline_accuracy
+    margin_pp = 100 * (p_ref * (1 - p_ref) / n_val) ** 0.5
+    min_acc = None if spec.max_error is None else 1 - spec.max_error / 100 + margin_pp / 100
+    max_drop = None if spec.max_drop is None else max(0.0, spec.max_drop - margin_pp)
+    log(f"validation margin: {margin_pp:.3f} pp (one standard error on {n_val:,} images)")
     budget_left = None
     if spec.time_budget is not None:
         budget_left = max(1.0, spec.time_budget - (time.perf_counter() - t_all))
-    best, rep = compress(model, train_fn, eval_fn, max_drop=spec.max_drop,
+    best, rep = compress(model, train_fn, eval_fn, max_drop=max_drop,
                          min_accuracy=min_acc, sensitivity_result=sens,
                          retrain_iterations=retrain_its, finetune_iterations=fine_its,
+                         final_retrain_iterations=3 * retrain_its,
                          margin=spec.margin, max_backoffs=spec.max_backoffs,
                          max_rounds=spec.max_rounds, time_budget=budget_left,
                          gap_bits={"conv": p["storage"].conv_gap_bits,
@@ -312,6 +320,8 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
                        "and chosen)"},
         "trained": p["trained_how"],
         "retrain_iterations": retrain_its,
+        "final_retrain_iterations": 3 * retrain_its,
+        "validation_margin_pp": margin_pp,
         "finetune_iterations": fine_its,
         "summary": {
             "trained_val_accuracy": rep.baseline_accuracy,

@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory):
 def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["compress", "--model", "lenet-300-100", "--checkpoint", str(checkpoint),
-               "--dataset", "mnist-sample", "--max-drop", "2", "--max-rounds", "2", "-q",
+               "--dataset", "mnist-sample", "--max-drop", "3", "--max-rounds", "2", "-q",
                "-o", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
