@@ -5,7 +5,8 @@ measured one-layer drops ``prune_drop[s] + share_drop[b]`` (from
 :class:`~netsqueeze.auto.sensitivity.SensitivityResult`) and costs ``cost[s, b]`` bytes (from
 :class:`~netsqueeze.auto.cost.CostModel`). :func:`allocate` solves
 
-    minimise  sum cost_l[s_l, b_l]   subject to   sum (prune_drop_l[s_l] + share_drop_l[b_l]) <= budget
+    minimise    sum cost_l[s_l, b_l]
+    subject to  sum (prune_drop_l[s_l] + share_drop_l[b_l]) <= budget
 
 with a Lagrangian relaxation (per layer, minimise ``cost + lam * drop``; bisect ``lam`` to the
 smallest value that fits) followed by a greedy pass that spends what the relaxation left of the

@@ -17,12 +17,14 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    from netsqueeze.core.fileio import atomic_write_bytes
     import io
+
+    from netsqueeze.core.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
+    _pyplot().close(fig)
     return path
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from netsqueeze.auto.allocate import Allocation, allocate
+from netsqueeze.auto.allocate import allocate
 from netsqueeze.auto.cost import CostModel, cost_model, layer_bytes
 from netsqueeze.auto.sensitivity import (
     DEFAULT_BITS,

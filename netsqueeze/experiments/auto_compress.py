@@ -170,7 +170,8 @@ def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: d
 
 
 def _layer_table_md(report: dict, file_layers: dict) -> str:
-    rows = ["| layer | weights | kept | bits | file bytes | ratio |", "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| layer | weights | kept | bits | file bytes | ratio |",
+            "|---|---:|---:|---:|---:|---:|"]
     for name, s in report["sparsity"].items():
         fl = file_layers.get(name, {})
         b = (report["bits"] or {}).get(name, "32 (raw)")
