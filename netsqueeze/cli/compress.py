@@ -34,7 +34,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="largest validation top-1 error, in percent")
     g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop starting search rounds after this long; keep the best so far")
-    g.add_argument("--max-rounds", type=int, default=12,
+    g.add_argument("--max-rounds", type=int, default=24,
                    help="most prune + retrain rounds of the search [%(default)s]")
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for validation [%(default)s]")

@@ -54,8 +54,8 @@ class AutoSpec:
     seed: int = 0
     retrain_iterations: int | None = None
     finetune_iterations: int | None = None
-    max_backoffs: int = 4
-    max_rounds: int = 12
+    max_backoffs: int = 8
+    max_rounds: int = 24
     margin: float = 0.2
 
     def validate(self) -> AutoSpec:
