@@ -38,6 +38,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="iterations of the initial training (ignored with --checkpoint)")
     g.add_argument("--steps", type=_positive_int, default=None,
                    help="rounds of prune + retrain")
+    a = p.add_argument_group("automatic (no recipe): per-layer sparsity and bits under a budget")
+    a.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="largest validation-accuracy drop from the trained model, in "
+                   "percentage points")
+    a.add_argument("--max-error", type=float, default=None, metavar="PCT",
+                   help="largest validation top-1 error, in percent")
+    a.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop starting search rounds after this long; keep the best so far")
+    a.add_argument("--max-rounds", type=int, default=24,
+                   help="most prune + retrain rounds of the search [%(default)s]")
+    a.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training set held out for validation [%(default)s]")
     common.add_data_args(p)
     common.add_run_args(p, out_default="runs/compress")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
@@ -139,6 +151,14 @@ def run(args: argparse.Namespace) -> int:
     from netsqueeze.experiments.pipeline import CompressSpec, run_compress
     from netsqueeze.experiments.report import ratio_words
 
+    if args.max_drop is not None or args.max_error is not None or args.time_budget is not None:
+        from netsqueeze.experiments.auto_compress import run_auto_cli
+        from netsqueeze.models.factory import resolve_factory
+
+        resolve_factory(args.model)  # a wrong spec fails here, before anything is written
+        common.check_out_dir(args.out)
+        args.model_args_dict = modelspec.model_args(args) or None
+        return run_auto_cli(args)
     recipe, overrides = check_before_work(args)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                         download=args.download, checkpoint=args.checkpoint, device=args.device,

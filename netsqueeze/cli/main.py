@@ -11,12 +11,22 @@ import sys
 from collections.abc import Sequence
 
 from netsqueeze import __version__
-from netsqueeze.cli import compress, evaluate, inspect, pack, plot, unpack, zero_weights
+from netsqueeze.cli import (
+    compress,
+    evaluate,
+    inspect,
+    pack,
+    plot,
+    report,
+    sensitivity,
+    unpack,
+    zero_weights,
+)
 from netsqueeze.cli import recipe as recipe_cmd
-from netsqueeze.cli import report
 from netsqueeze.errors import FormatError
 
-COMMANDS = (zero_weights, compress, pack, unpack, inspect, evaluate, plot, report, recipe_cmd)
+COMMANDS = (zero_weights, compress, pack, unpack, inspect, evaluate, plot, report, recipe_cmd,
+            sensitivity)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,450 @@
+"""Compressing under an accuracy budget with the user's own training loop and metric.
+
+:func:`compress` measures the trained model's per-layer sensitivity, prices every layer with the
+real coder, allocates per-layer sparsity (and bits) for the smallest predicted file within a
+growing share of the budget, and moves towards it round by round: prune, retrain, evaluate.
+A round that breaks the budget is undone and retried with the kept fraction of the layers that
+hurt most raised (a back-off). Then weights are shared at per-layer bit widths chosen the same
+way, the centroids fine-tuned, and evaluated. Every decision uses ``eval_fn`` -- the validation
+metric -- only; the model returned is the smallest one (real file bytes) that met the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from netsqueeze.auto.allocate import allocate
+from netsqueeze.auto.cost import CostModel, cost_model, layer_bytes
+from netsqueeze.auto.sensitivity import (
+    DEFAULT_BITS,
+    DEFAULT_SPARSITIES,
+    SensitivityResult,
+    sensitivity,
+)
+from netsqueeze.nn.export import DEFAULT_GAP_BITS, save_compressed
+from netsqueeze.nn.modules import compressible_layers
+from netsqueeze.nn.prune import PruneConfig, prune_
+from netsqueeze.nn.share import ShareConfig, share_weights_
+
+__all__ = ["AutoReport", "Round", "compress", "file_bytes"]
+
+TrainFn = Callable[[nn.Module, int], object]
+EvalFn = Callable[[nn.Module], float]
+
+
+@dataclass
+class Round:
+    """One model the search finished: what it tried and what validation said."""
+
+    index: int
+    phase: str  # "trained", "prune" or "share"
+    sparsity: dict[str, float]
+    bits: dict[str, int] | None
+    accuracy: float
+    file_bytes: int
+    predicted_bytes: int | None
+    meets_budget: bool
+    accepted: bool
+    note: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class AutoReport:
+    """What :func:`compress` did; ``to_dict()`` is JSON."""
+
+    baseline_accuracy: float
+    floor_accuracy: float
+    budget_pp: float
+    margin: float
+    rounds: list[Round] = field(default_factory=list)
+    chosen: int | None = None
+    sparsity: dict[str, float] = field(default_factory=dict)
+    bits: dict[str, int] | None = None
+    accuracy: float = 0.0
+    file_bytes: int = 0
+    dense_bytes: int = 0
+    backoffs: int = 0
+    prune_rounds: int = 0
+    stopped_by: str = ""
+    seconds: float = 0.0
+    retrain_iterations: int = 0
+    finetune_iterations: int = 0
+    decided_on: dict[str, str] = field(default_factory=dict)
+    allocations: list[dict] = field(default_factory=list)
+    sensitivity: dict | None = None
+    share_sensitivity: dict | None = None
+    cost: dict | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.dense_bytes / self.file_bytes if self.file_bytes else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ratio"] = self.ratio
+        return d
+
+
+def file_bytes(model: nn.Module, gap_bits: Mapping[str, int] | None = None) -> int:
+    """Bytes of the ``.nsq`` file of ``model`` as it stands (written to a temporary file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return int(save_compressed(model, Path(tmp) / "m.nsq",
+                                   gap_bits=dict(gap_bits or DEFAULT_GAP_BITS))["bytes"])
+
+
+def _interp(grid: Sequence[float], values: np.ndarray, x: float) -> float:
+    return float(np.interp(x, np.asarray(grid, float), values))
+
+
+class _Clock:
+    def __init__(self, budget: float | None):
+        self.t0 = time.perf_counter()
+        self.budget = budget
+        self.last = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def allows(self, estimate: float | None = None) -> bool:
+        """Whether a round of ``estimate`` seconds (default: the last round's) still fits."""
+        if self.budget is None:
+            return True
+        est = self.last if estimate is None else estimate
+        return self.elapsed() + est <= self.budget
+
+
+def compress(
+    model: nn.Module,
+    train_fn: TrainFn,
+    eval_fn: EvalFn,
+    *,
+    max_drop: float | None = None,
+    min_accuracy: float | None = None,
+    sensitivity_result: SensitivityResult | None = None,
+    cost: CostModel | None = None,
+    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+    bits: Sequence[int] = DEFAULT_BITS,
+    gap_bits: Mapping[str, int] | None = None,
+    retrain_iterations: int = 500,
+    finetune_iterations: int = 500,
+    final_retrain_iterations: int = 0,
+    margin: float = 0.2,
+    max_backoffs: int = 8,
+    max_rounds: int = 12,
+    share_attempts: int = 3,
+    time_budget: float | None = None,
+    filter_fn=None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, AutoReport]:
+    """Prune and share ``model`` as far as a validation-accuracy budget allows.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained; not changed (a copy is compressed).
+    train_fn : callable ``(model, iterations) -> any``
+        The user's training loop: trains ``model`` in place for ``iterations`` steps. Pruned
+        weights stay zero and shared weights stay shared through any optimizer (netsqueeze's
+        masks and codebooks are attached to the model).
+    eval_fn : callable ``(model) -> float``
+        The user's metric on *validation* data (higher is better, e.g. accuracy in [0, 1]).
+    max_drop : float, optional
+        Largest allowed drop from the trained model's ``eval_fn``, in percentage points.
+    min_accuracy : float, optional
+        Smallest allowed ``eval_fn`` (e.g. ``1 - max_error / 100``). With both, both hold.
+    sensitivity_result : SensitivityResult, optional
+        Measured before (``sensitivity(model, eval_fn=...)``); measured here otherwise.
+    cost : CostModel, optional
+        Priced before (``cost_model(model, ...)`` on the sensitivity grid); priced here otherwise.
+    sparsities, bits : sequences
+        The grid of the sensitivity curves and of the allocation.
+    gap_bits : {"conv": int, "fc": int}, optional
+        Relative-index widths of the file (default 8 and 5).
+    retrain_iterations : int
+        ``train_fn`` iterations after each pruning round.
+    finetune_iterations : int
+        ``train_fn`` iterations after weight sharing (the centroids and other parameters).
+    final_retrain_iterations : int
+        Longer retraining of the last accepted pruned model before sharing (kept only when it
+        still meets the budget).
+    margin : float in [0, 1)
+        Safety margin of the predictions: pruning allocations aim at ``(1 - margin)`` of the
+        budget (times a growing scale), sharing allocations at ``(1 - margin)`` of what the
+        pruned model left. Every model is accepted on its measured ``eval_fn`` alone.
+    max_backoffs : int
+        Broken rounds tolerated before the pruning phase stops.
+    max_rounds : int
+        Most pruning rounds.
+    share_attempts : int
+        Most weight-sharing attempts (each fine-tuned and evaluated).
+    time_budget : float, optional
+        Seconds for the whole call: no round starts when the longest round so far says it would
+        end past the budget. Measuring sensitivity and pricing the layers come first and are
+        not cut short (pass ``sensitivity_result`` / ``cost`` to reuse them).
+
+    Returns
+    -------
+    model : nn.Module
+        The smallest model (bytes of its ``.nsq`` file) whose ``eval_fn`` met the budget; at worst
+        the trained model itself. Its masks / codebooks are attached (save it with
+        :func:`netsqueeze.nn.export.save_compressed`).
+    report : AutoReport
+    """
+    if max_drop is None and min_accuracy is None:
+        raise ValueError("give a budget: max_drop (percentage points) or min_accuracy")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise ValueError(f"max_drop must be a number of percentage points >= 0, got {max_drop!r}")
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    if time_budget is not None and not time_budget > 0:
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    for name, v in (("retrain_iterations", retrain_iterations),
+                    ("finetune_iterations", finetune_iterations), ("max_backoffs", max_backoffs),
+                    ("final_retrain_iterations", final_retrain_iterations),
+                    ("max_rounds", max_rounds), ("share_attempts", share_attempts)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    clock = _Clock(time_budget)
+    gap = dict(DEFAULT_GAP_BITS)
+    gap.update(gap_bits or {})
+    cur = copy.deepcopy(model)
+    cur.eval()
+    base = float(eval_fn(cur))
+    floor = -math.inf
+    if max_drop is not None:
+        floor = base - max_drop / 100
+    if min_accuracy is not None:
+        floor = max(floor, float(min_accuracy))
+    budget = 100 * (base - floor)
+    if budget < 0:
+        raise ValueError(
+            f"the trained model already misses the budget on validation ({100 * base:.2f} % < "
+            f"{100 * floor:.2f} %); train it better or loosen the budget")
+    names = [ref.name for ref in compressible_layers(cur, filter_fn)]
+    if not names:
+        raise ValueError("no compressible layer (Conv / Linear weight) in this model")
+    report = AutoReport(baseline_accuracy=base, floor_accuracy=floor, budget_pp=budget,
+                        margin=margin, retrain_iterations=retrain_iterations,
+                        finetune_iterations=finetune_iterations,
+                        decided_on={"sensitivity": "validation", "allocation": "validation",
+                                    "acceptance and back-off": "validation",
+                                    "choice of the final model": "validation"})
+    log(f"auto: trained model {100 * base:.2f} % on validation; budget {budget:.3f} pp "
+        f"(floor {100 * floor:.2f} %)")
+
+    sens = sensitivity_result
+    if sens is None:
+        sens = sensitivity(cur, eval_fn=eval_fn, sparsities=sparsities, bits=bits,
+                           filter_fn=filter_fn, progress=progress)
+    sp_grid = list(sens.layers[0].sparsities)
+    bit_grid = list(sens.layers[0].bits)
+    report.sensitivity = sens.to_dict()
+    costs = cost
+    if costs is None:
+        costs = cost_model(cur, sp_grid, bit_grid, gap_bits=gap, filter_fn=filter_fn)
+    elif costs.sparsities != sp_grid or costs.bits != bit_grid or set(costs.layers) != set(names):
+        raise ValueError("cost was priced on another grid or other layers than the sensitivity "
+                         "curves; price it with cost_model(model, sparsities, bits)")
+    report.cost = costs.to_dict()
+    report.dense_bytes = costs.dense_bytes
+    dp = {n: sens.prune_drop(n) for n in names}
+    ds = {n: sens.share_drop(n) for n in names}
+
+    rounds = report.rounds
+    best: tuple[int, nn.Module] | None = None
+
+    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs):
+        nonlocal best
+        fb = file_bytes(m, gap)
+        meets = acc >= floor
+        r = Round(index=len(rounds), phase=phase, sparsity=dict(sp),
+                  bits=None if bt is None else dict(bt), accuracy=float(acc), file_bytes=fb,
+                  predicted_bytes=predicted, meets_budget=meets, accepted=accepted, note=note,
+                  seconds=secs)
+        rounds.append(r)
+        if meets and (best is None or fb < rounds[best[0]].file_bytes):
+            best = (r.index, copy.deepcopy(m))
+        kept = {n: f"{100 * (1 - s):.1f}" for n, s in sp.items()}
+        log(f"auto: {phase:>7} #{r.index}: validation {100 * acc:.2f} % "
+            f"({'meets' if meets else 'misses'} budget), {fb:,} bytes, kept % {kept}"
+            + (f", bits {bt}" if bt else "") + (f" - {note}" if note else ""))
+        return r
+
+    record("trained", {n: 0.0 for n in names}, None, base, cur, None, True, "", 0.0)
+
+    # ---- pruning rounds -------------------------------------------------------------------
+    good = copy.deepcopy(cur)
+    good_acc = base
+    good_sp = {n: 0.0 for n in names}
+    caps: dict[str, float] = {}
+    prune_floor = floor
+    prune_budget = (1 - margin) * budget
+    scale = 1.0
+    retry: dict[str, float] | None = None
+    stopped = "allocation saturated"
+    n_rounds = 0
+    idle = 0
+    while True:
+        if n_rounds >= max_rounds:
+            stopped = "max rounds"
+            break
+        if not clock.allows():
+            stopped = "time budget"
+            break
+        if retry is not None:
+            target, retry = retry, None
+            alloc_note = "back-off retry"
+            predicted = None
+        else:
+            alloc = allocate(costs.layers, dp, ds, sp_grid, bit_grid, prune_budget * scale,
+                             fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
+                             max_sparsity=caps)
+            report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
+            target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0))
+                      for n in names}
+            alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
+            predicted = alloc.predicted_bytes
+        if all(target[n] <= good_sp[n] + 1e-9 for n in names):
+            idle += 1
+            if scale >= 2.0 ** 16 or idle > 20:
+                break
+            scale *= 2
+            continue
+        idle = 0
+        t = time.perf_counter()
+        cur = copy.deepcopy(good)
+        prune_(cur, PruneConfig(sparsity=dict(target)))
+        if retrain_iterations:
+            train_fn(cur, retrain_iterations)
+        cur.eval()
+        acc = float(eval_fn(cur))
+        n_rounds += 1
+        ok = acc >= prune_floor
+        secs = time.perf_counter() - t
+        clock.last = max(clock.last, secs)
+        record("prune", target, None, acc, cur, predicted, ok,
+               alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
+        clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
+        if ok:
+            good, good_acc, good_sp = cur, acc, dict(target)
+            report.prune_rounds += 1
+            # the one-shot curves overstate what retraining leaves: grow faster while the
+            # measured drop uses little of the budget, slower close to it
+            used = (base - acc) * 100 / budget if budget > 0 else 1.0
+            scale *= 4.0 if used < 0.25 else 2.0 if used < 0.6 else 1.3
+            continue
+        report.backoffs += 1
+        if report.backoffs > max_backoffs:
+            stopped = "max back-offs"
+            break
+        # the layers that hurt most: the largest predicted increase of drop in this round
+        hurt = {n: _interp(sp_grid, dp[n], target[n]) - _interp(sp_grid, dp[n], good_sp[n])
+                for n in names if target[n] > good_sp[n] + 1e-9}
+        order = sorted(hurt, key=hurt.get, reverse=True)
+        total = sum(max(0.0, v) for v in hurt.values())
+        chosen, acc_hurt = [], 0.0
+        if total <= 0:  # the curves did not see it coming: back off every layer that moved
+            chosen = order
+        for n in order if total > 0 else ():
+            chosen.append(n)
+            acc_hurt += max(0.0, hurt[n])
+            if acc_hurt >= 0.5 * total:
+                break
+        retry = dict(target)
+        for n in chosen:
+            kept = math.sqrt((1 - good_sp[n]) * (1 - target[n]))  # halfway, in log kept
+            cap = 1 - kept
+            if cap - good_sp[n] < 0.005:
+                cap = good_sp[n]
+            caps[n] = cap
+            retry[n] = cap
+        log(f"auto: back-off {report.backoffs}/{max_backoffs}: raising the kept fraction of "
+            + ", ".join(f"{n} to {100 * (1 - caps[n]):.2f} %" for n in chosen))
+        if all(retry[n] <= good_sp[n] + 1e-9 for n in names):
+            retry = None
+        cur = good
+    report.stopped_by = stopped
+    if final_retrain_iterations and report.prune_rounds and clock.allows(
+            clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
+        t = time.perf_counter()
+        m = copy.deepcopy(good)
+        train_fn(m, final_retrain_iterations)
+        m.eval()
+        acc = float(eval_fn(m))
+        secs = time.perf_counter() - t
+        ok = acc >= floor
+        record("prune", good_sp, None, acc, m, None, ok,
+               f"final retraining, {final_retrain_iterations} iterations", secs)
+        if ok:
+            good, good_acc = m, acc
+
+    # ---- weight sharing ----------------------------------------------------------------
+    if share_attempts and clock.allows():
+        good.eval()
+        s2 = sensitivity(good, eval_fn=eval_fn, sparsities=(0.0,), bits=bit_grid,
+                         filter_fn=filter_fn, progress=progress)
+        report.share_sensitivity = s2.to_dict()
+        refs = {ref.name: ref for ref in compressible_layers(good, filter_fn)}
+        c2 = {}
+        for n in names:
+            w = refs[n].weight.detach().float().cpu().numpy()
+            c2[n] = np.array([[layer_bytes(w, 0.0, b, gap_bits=gap[refs[n].kind],
+                                           name=f"{n}.weight") for b in bit_grid]])
+        zero = {n: np.zeros(1) for n in names}
+        ds2 = {n: s2.share_drop(n) for n in names}
+        left = 100 * (good_acc - floor)
+        share_scale, tried, shared_ok = 1.0, [], False
+        for attempt in range(share_attempts):
+            if not clock.allows():
+                report.stopped_by += "; time budget during sharing"
+                break
+            alloc = allocate(c2, zero, ds2, [0.0], bit_grid, max(0.0, left) * (1 - margin)
+                             * share_scale, fixed_bytes=costs.fixed_bytes)
+            report.allocations.append({"phase": "share", "scale": share_scale,
+                                       **alloc.to_dict()})
+            if alloc.bits in tried:
+                break
+            tried.append(alloc.bits)
+            t = time.perf_counter()
+            m = copy.deepcopy(good)
+            share_weights_(m, ShareConfig(bits=dict(alloc.bits)), filter_fn=filter_fn)
+            if finetune_iterations:
+                train_fn(m, finetune_iterations)
+            m.eval()
+            acc = float(eval_fn(m))
+            secs = time.perf_counter() - t
+            clock.last = max(clock.last, secs)
+            ok = acc >= floor
+            record("share", good_sp, alloc.bits, acc, m, alloc.predicted_bytes, ok,
+                   f"attempt {attempt + 1}" + ("" if ok else "; breaks the budget"), secs)
+            clock.last = max(clock.last, time.perf_counter() - t)
+            if ok:
+                shared_ok = True
+                share_scale *= 3
+            else:
+                report.backoffs += 1
+                if shared_ok:
+                    break
+                share_scale /= 3
+    assert best is not None  # the trained model meets the budget (budget >= 0)
+    idx, chosen_model = best
+    r = rounds[idx]
+    report.chosen = idx
+    report.sparsity, report.bits = dict(r.sparsity), r.bits
+    report.accuracy, report.file_bytes = r.accuracy, r.file_bytes
+    report.seconds = clock.elapsed()
+    log(f"auto: chose #{idx} ({r.phase}): validation {100 * r.accuracy:.2f} %, "
+        f"{r.file_bytes:,} bytes ({report.ratio:.1f}x smaller than dense float32), "
+        f"{report.seconds:.0f} s; stopped by {report.stopped_by}")
+    return chosen_model, report

@@ -1,0 +1,111 @@
+"""``netsqueeze compress --max-drop`` end to end on the MNIST sample, and its recipe."""
+
+import json
+
+import pytest
+import torch
+
+from netsqueeze.cli.main import main
+from netsqueeze.experiments.recipe import load_recipe
+from netsqueeze.models import build
+from netsqueeze.nn.export import load_compressed
+from netsqueeze.nn.prune import prune_, pruning_report
+from netsqueeze.nn.share import share_report, share_weights_
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from netsqueeze import data
+    from netsqueeze.auto import validation_split
+    from netsqueeze.models.checkpoint import save_checkpoint
+    from netsqueeze.nn.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    ds = data.load("mnist-sample")
+    tr, _ = validation_split(ds.y_train, 0.1, seed=0)
+    torch.manual_seed(0)
+    m = build("lenet-300-100")
+    train(m, ds.x_train[tr], ds.y_train[tr], TrainConfig(iterations=250), progress=False)
+    path = tmp_path_factory.mktemp("ck") / "trained.pt"
+    save_checkpoint(m, path, arch="lenet-300-100")
+    return path
+
+
+@pytest.mark.slow
+def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["compress", "--model", "lenet-300-100", "--checkpoint", str(checkpoint),
+               "--dataset", "mnist-sample", "--max-drop", "3", "--max-rounds", "2", "-q",
+               "-o", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "model.nsq" in printed and "smaller than dense" in printed
+    for name in ("results.json", "recipe.toml", "table.md", "sensitivity.json", "pareto.png",
+                 "sensitivity.png", "model.nsq"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "results.json").read_text())
+    s = res["summary"]
+    assert res["decided_on"]["allocation"] == "validation"
+    assert res["decided_on"]["reported accuracy"].startswith("test")
+    assert res["split"]["validation_images"] == 400
+    assert s["final_val_accuracy"] >= s["trained_val_accuracy"] - 0.02 - 1e-9
+    chosen = res["search"]["rounds"][res["search"]["chosen"]]
+    assert chosen["meets_budget"] and chosen["file_bytes"] <= res["search"]["rounds"][0][
+        "file_bytes"]
+    # the file decodes to a model with the reported test accuracy
+    from netsqueeze import data
+    from netsqueeze.nn.train import evaluate
+
+    ds = data.load("mnist-sample")
+    back = load_compressed(out / "model.nsq")
+    assert evaluate(back, ds.x_test, ds.y_test) == pytest.approx(s["final_test_accuracy"])
+    # the recipe reproduces the allocation: per-layer sparsity and bits
+    recipe = load_recipe(out / "recipe.toml")
+    m = build("lenet-300-100")
+    assert any(v > 0 for v in s["sparsity"].values()) and s["bits"]
+    prune_(m, recipe.prune.config_for(recipe.prune.steps))
+    got = {la.name: la.sparsity for la in pruning_report(m).layers}
+    for name, sp in s["sparsity"].items():
+        assert got[name] == pytest.approx(sp, abs=1e-4)
+    share_weights_(m, recipe.share)
+    assert {r.name: r.bits for r in share_report(m)} == s["bits"]
+
+
+def test_cli_budget_errors(tmp_path, capsys):
+    assert main(["compress", "--model", "lenet5", "--max-drop", "-1", "-o",
+                 str(tmp_path)]) == 2
+    assert "--max-drop" in capsys.readouterr().err
+    assert main(["compress", "--model", "lenet5", "--recipe", "lenet5", "--max-error", "1",
+                 "-o", str(tmp_path)]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert main(["compress", "--model", "lenet5", "--time-budget", "10", "-o",
+                 str(tmp_path)]) == 2
+    assert "needs a budget" in capsys.readouterr().err
+
+
+def test_sensitivity_command_parses():
+    from netsqueeze.cli.main import build_parser
+
+    args = build_parser().parse_args(["sensitivity", "--model", "lenet-300-100",
+                                      "--retrain-iterations", "5"])
+    assert args.retrain_iterations == 5 and args.val_fraction == 0.1
+
+
+def test_recipe_toml_round_trips_dotted_layer_names(tmp_path):
+    from netsqueeze.experiments.auto_compress import recipe_toml
+    from netsqueeze.experiments.recipe import StorageConfig
+    from netsqueeze.nn.train import TrainConfig
+
+    text = recipe_toml("auto-x", 'a "quoted" description', TrainConfig(iterations=10),
+                       {"features.0": 0.9317, "classifier.fc": 0.0}, {"features.0": 3,
+                                                                      "classifier.fc": 6},
+                       steps=3, retrain_cfg=TrainConfig(iterations=7, lr=1e-4),
+                       fine_cfg=TrainConfig(iterations=5), storage=StorageConfig(fc_gap_bits=4))
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    r = load_recipe(path)
+    assert r.prune.config.sparsity == {"features.0": 0.9317, "classifier.fc": 0.0}
+    assert r.prune.steps == 3 and r.prune.retrain.iterations == 7
+    assert r.share.bits == {"features.0": 3, "classifier.fc": 6}
+    assert r.finetune.iterations == 5 and r.storage.fc_gap_bits == 4
+    assert r.description == 'a "quoted" description'

@@ -1,0 +1,107 @@
+"""netsqueeze.auto.compress with the user's own training loop and metric on a tiny problem."""
+
+import copy
+import time
+
+import pytest
+
+from netsqueeze.auto import SensitivityResult, compress, cost_model, sensitivity
+from netsqueeze.nn.export import load_compressed, save_compressed
+from netsqueeze.nn.prune import pruning_report
+
+
+def _fns(problem, tiny):
+    model, (x_tr, y_tr), (x_va, y_va) = problem
+    calls = {"train": 0, "eval": 0}
+
+    def train_fn(m, iterations):
+        calls["train"] += 1
+        tiny.sgd_loop(m, x_tr, y_tr, iterations, lr=0.01, seed=calls["train"])
+
+    def eval_fn(m):
+        calls["eval"] += 1
+        return tiny.accuracy(m, x_va, y_va)
+
+    return model, train_fn, eval_fn, calls
+
+
+def test_custom_loop_meets_the_budget_and_compresses(problem, tiny, tmp_path):
+    model, train_fn, eval_fn, calls = _fns(problem, tiny)
+    before = copy.deepcopy(model.state_dict())
+    out, rep = compress(model, train_fn, eval_fn, max_drop=1.0, retrain_iterations=60,
+                        finetune_iterations=40, max_rounds=4, progress=False, log=lambda s: None)
+    assert all((before[k] == v).all() for k, v in model.state_dict().items())  # not changed
+    assert calls["train"] >= 2
+    acc = eval_fn(out)
+    assert acc == pytest.approx(rep.accuracy)
+    assert acc >= rep.baseline_accuracy - 0.01 - 1e-9
+    assert all(r.meets_budget == (r.accuracy >= rep.floor_accuracy) for r in rep.rounds)
+    chosen = rep.rounds[rep.chosen]
+    assert chosen.meets_budget
+    assert chosen.file_bytes == min(r.file_bytes for r in rep.rounds if r.meets_budget)
+    assert rep.ratio > 3  # pruned and shared, far below dense float32
+    assert pruning_report(out).sparsity > 0.3
+    info = save_compressed(out, tmp_path / "m.nsq")
+    assert info["bytes"] == rep.file_bytes
+    back = load_compressed(tmp_path / "m.nsq", model=tiny.TinyMLP())
+    assert eval_fn(back) == pytest.approx(acc)
+    d = rep.to_dict()
+    assert d["decided_on"]["allocation"] == "validation"
+
+
+def test_backoff_triggers_and_recovers(problem, tiny):
+    """A lying sensitivity (no layer ever hurts) sends the first round to 99.5 %: it must
+    break, back off, and still end with a model that meets the budget."""
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    real = sensitivity(model, eval_fn=eval_fn, progress=False)
+    fake = SensitivityResult.from_dict(real.to_dict())
+    for ls in fake.layers:
+        ls.prune_accuracy = [fake.baseline_accuracy] * len(ls.sparsities)
+        ls.share_accuracy = [fake.baseline_accuracy] * len(ls.bits)
+    out, rep = compress(model, train_fn, eval_fn, max_drop=0.5, sensitivity_result=fake,
+                        retrain_iterations=30, finetune_iterations=30, max_backoffs=6,
+                        max_rounds=8, share_attempts=1, progress=False, log=lambda s: None)
+    first = rep.rounds[1]
+    assert first.phase == "prune" and not first.accepted
+    assert max(first.sparsity.values()) == pytest.approx(0.995)
+    assert rep.backoffs >= 1
+    retries = [r for r in rep.rounds if r.note.startswith("back-off retry")]
+    assert retries, "no retry after the back-off"
+    kept_after = [1 - retries[0].sparsity[n] for n in first.sparsity]
+    kept_before = [1 - first.sparsity[n] for n in first.sparsity]
+    assert sum(kept_after) > sum(kept_before)  # the kept fraction was raised
+    assert any(r.accepted and r.phase == "prune" for r in rep.rounds[2:]), "never recovered"
+    assert eval_fn(out) >= rep.floor_accuracy
+
+
+def test_time_budget_is_honoured(problem, tiny):
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    sens = sensitivity(model, eval_fn=eval_fn, progress=False)
+    cost = cost_model(model, sens.layers[0].sparsities, sens.layers[0].bits)
+
+    def slow_train(m, n):
+        time.sleep(0.4)
+        train_fn(m, n)
+
+    t = time.perf_counter()
+    out, rep = compress(model, slow_train, eval_fn, max_drop=1.0, sensitivity_result=sens,
+                        cost=cost, retrain_iterations=10, finetune_iterations=10, time_budget=3.0,
+                        progress=False, log=lambda s: None)
+    took = time.perf_counter() - t
+    longest = max(r.seconds for r in rep.rounds)
+    assert "time budget" in rep.stopped_by
+    assert took <= 3.0 + longest + 0.5
+    assert any(r.phase == "prune" for r in rep.rounds)
+    assert len(rep.rounds) < 8  # stopped well before max_rounds
+    assert rep.rounds[rep.chosen].meets_budget
+    assert eval_fn(out) >= rep.floor_accuracy
+
+
+def test_budget_arguments(problem, tiny):
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    with pytest.raises(ValueError, match="budget"):
+        compress(model, train_fn, eval_fn, progress=False)
+    with pytest.raises(ValueError, match="already misses"):
+        compress(model, train_fn, eval_fn, min_accuracy=1.01, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="time_budget"):
+        compress(model, train_fn, eval_fn, max_drop=1, time_budget=0, progress=False)
