@@ -129,7 +129,7 @@ def render(report: dict) -> str:
                      f"{t['entropy_bytes']:,.0f} ({100 * t['entropy_overhead']:+.1f} %); records "
                      f"at the bound {t['entropy_bound_bytes']:,.0f}")
     if t.get("floor_bytes"):
-        per = ", ".join(f"{x['name'] or '(model)'} {x['above_floor']:+.1%}"
+        per = ", ".join(f"{nsqfile.printable(x['name']) or '(model)'} {x['above_floor']:+.1%}"
                         for x in report["layers"] if x.get("above_floor") is not None)
         lines.append(f"information floor {t['floor_bytes']:,.0f} bytes (positions log2 C(N,k) + "
                      f"k x H0(values) + codebooks): records {t['above_floor']:+.1%} ({per})")

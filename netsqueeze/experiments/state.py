@@ -28,8 +28,8 @@ from torch import nn
 
 from netsqueeze.core.fileio import atomic_write_json, remove_stray_temps
 from netsqueeze.errors import FormatError
-from netsqueeze.nn.prune import MASK_BUFFER, apply_masks_, is_pruned
-from netsqueeze.nn.share import CENTROIDS, INDEX, is_shared, share_layer_, share_report
+from netsqueeze.nn.prune import apply_masks_, masks
+from netsqueeze.nn.share import apply_codebooks_, codebooks, share_report
 from netsqueeze.nn.train import load_state, save_state
 
 __all__ = ["START_OVER", "RunState", "load_model_snapshot", "save_model_snapshot"]
@@ -181,24 +181,23 @@ class RunState:
 # ------------------------------------------------------------------------------------------
 
 
-def _prefix(name: str) -> str:
-    return f"{name}." if name else ""
-
-
 def save_model_snapshot(model: nn.Module, path: str | Path) -> None:
     """Save ``model`` (plain, pruned, or sharing weights) so that
     :func:`load_model_snapshot` restores it exactly, without unpickling code.
 
-    The file holds the ``state_dict`` (masks, centroids and indices included), the names of
-    the pruned layers and the index bits of the layers sharing weights.
+    The file holds the ``state_dict`` (masks, centroids and indices included), the keep-masks
+    of the pruned parameters and the codebooks and index bits of the parameters sharing
+    weights, by target name (a tied parameter once).
     """
-    pruned, shared = [], {}
+    import torch
+
+    books = codebooks(model)
     bits = {r.name: int(r.bits) for r in share_report(model)}
-    for name, module in model.named_modules():
-        if is_shared(module):
-            shared[name] = bits[name]
-        elif is_pruned(module):
-            pruned.append(name)
+    shared = {name: {"centroids": torch.from_numpy(b.centroids),
+                     "index": torch.from_numpy(b.index.astype("int64")),
+                     "bits": bits[name]}
+              for name, b in books.items()}
+    pruned = {name: m.cpu() for name, m in masks(model).items() if name not in books}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_state({"format": SNAPSHOT_FORMAT, "state_dict": state, "pruned": pruned,
                 "shared": shared}, path)
@@ -207,8 +206,8 @@ def save_model_snapshot(model: nn.Module, path: str | Path) -> None:
 def load_model_snapshot(path: str | Path, model: nn.Module, *, fix: str = START_OVER) -> nn.Module:
     """Restore a snapshot into a fresh instance ``model`` of the same architecture.
 
-    Prunes and shares the layers the snapshot says were pruned / shared, then loads the tensors
-    with ``strict=True``; returns ``model``.
+    Prunes and shares the parameters the snapshot says were pruned / shared, then loads the
+    tensors with ``strict=True``; returns ``model``.
 
     Raises
     ------
@@ -219,20 +218,17 @@ def load_model_snapshot(path: str | Path, model: nn.Module, *, fix: str = START_
     p = Path(path)
     obj = load_state(p, "cpu", what="model snapshot", fix=fix)
     ok = (isinstance(obj, dict) and obj.get("format") == SNAPSHOT_FORMAT
-          and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("pruned"), list)
-          and isinstance(obj.get("shared"), dict))
+          and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("pruned"), dict)
+          and isinstance(obj.get("shared"), dict)
+          and all(isinstance(b, dict) for b in obj["shared"].values()))
     if not ok:
         raise FormatError(f"{p}: not a netsqueeze model snapshot; {fix}")
     sd = obj["state_dict"]
-    modules = dict(model.named_modules())
     try:
-        for name in obj["pruned"]:
-            apply_masks_(model, {name: sd[_prefix(name) + MASK_BUFFER]})
-        for name, bits in obj["shared"].items():
-            if name not in modules:
-                raise ValueError(f"no layer {name!r}")
-            share_layer_(modules[name], sd[_prefix(name) + CENTROIDS].numpy(),
-                         sd[_prefix(name) + INDEX].numpy(), bits=bits)
+        apply_masks_(model, obj["pruned"])
+        shared = obj["shared"]
+        apply_codebooks_(model, {n: (b["centroids"], b["index"]) for n, b in shared.items()},
+                         bits={n: int(b["bits"]) for n, b in shared.items()})
         model.load_state_dict(sd, strict=True)
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]

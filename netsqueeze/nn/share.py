@@ -685,7 +685,8 @@ def _places_of(model: nn.Module, tensor) -> list[tuple[nn.Module, str]]:
     return [(m, p) for m in model.modules() for p, v in m._parameters.items() if v is tensor]
 
 
-def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module:
+def apply_codebooks_(model: nn.Module, books: Mapping[str, object], *,
+                     bits: Mapping[str, int] | None = None) -> nn.Module:
     """Make parameters share weights with given codebooks (e.g. decoded from a file).
 
     Parameters
@@ -694,6 +695,9 @@ def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module
     books : mapping of target name to ``(centroids, index)`` or ``(centroids, index, mask)``
         As returned by :func:`codebooks`; with a mask, positions where it is False get the
         pruned sentinel whatever ``index`` says there. A tied Parameter's other names follow.
+    bits : mapping of target name to int, optional
+        The index bits to record for these targets (as :func:`share_report` reports them);
+        default: those the parameter had, if it was sharing weights already.
 
     Returns
     -------
@@ -726,9 +730,10 @@ def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module
                     f"has shape {index.shape}"
                 )
             index = np.where(mask, index, centroids.size)
-        bits = None
+        given = None if bits is None else bits.get(name)
+        bits_now = None
         if is_shared(module, param):
-            bits = module.__dict__.get(_BITS_ATTR, {}).get(param)
+            bits_now = module.__dict__.get(_BITS_ATTR, {}).get(param)
             cent = module._parameters[centroids_name(param)]
             places = [(m, p) for m in model.modules() for p in shared_params(m)
                       if m._parameters.get(centroids_name(p)) is cent]
@@ -736,8 +741,8 @@ def apply_codebooks_(model: nn.Module, books: Mapping[str, object]) -> nn.Module
             for m, _ in places:
                 _strip_shared(m, memo)
         w = module._parameters[param]
-        share_layer_(module, centroids, index, bits=bits, param=param,
-                     aliases=_places_of(model, w), name=name)
+        share_layer_(module, centroids, index, bits=given if given is not None else bits_now,
+                     param=param, aliases=_places_of(model, w), name=name)
     return model
 
 

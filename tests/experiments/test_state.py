@@ -76,3 +76,38 @@ def test_progress_record_with_a_bad_snapshot_name_is_refused(tmp_path):
     (tmp_path / ".state" / "progress.json").write_text('{"version": 2, "fingerprint": {"a": 1}}')
     with pytest.raises(FormatError, match="stages"):
         RunState(tmp_path, {"a": 1}, True, {"stages": []}, log=lambda s: None)
+
+
+@pytest.mark.parametrize("name", ["tied_lstm_lm", "recurrent", "raw_params", "transformer"])
+def test_snapshot_of_every_layer_kind_restores_ties_and_outputs(tmp_path, name):
+    """Run state holds models whose shared parameters are not a layer's ``weight``: RNN weights
+    (several per module), raw Parameters of the root module, attention and tied embeddings."""
+    from tests.nn.zoo import ZOO
+
+    factory, inputs = ZOO[name]
+    torch.manual_seed(0)
+    model = factory()
+    prune_(model, 0.8)
+    share_weights_(model, 4)
+    x = inputs()
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+    save_model_snapshot(model, tmp_path / "s.pt")
+    torch.manual_seed(1)
+    fresh = load_model_snapshot(tmp_path / "s.pt", factory())
+    fresh.eval()
+    with torch.no_grad():
+        got = fresh(x)
+    flat = [t for t in (want if isinstance(want, tuple) else (want,))]
+    again = [t for t in (got if isinstance(got, tuple) else (got,))]
+    for a, b in zip(flat, again, strict=True):
+        assert torch.equal(a, b)
+    assert {k: v.tolist() for k, v in masks(fresh).items()} == \
+        {k: v.tolist() for k, v in masks(model).items()}
+    assert [(r.name, r.bits) for r in share_report(fresh)] == \
+        [(r.name, r.bits) for r in share_report(model)]
+    if name == "tied_lstm_lm":
+        # still tied: one set of centroids serves both names
+        assert fresh.decoder._parameters["weight_centroids"] is \
+            fresh.embedding._parameters["weight_centroids"]
