@@ -46,22 +46,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch
 from common import DEFAULT_MNIST, machine_info  # also puts the project root on sys.path
 
-import torch  # noqa: E402
-
-from netsqueeze.core.ecsq import ECSQ1D, label_entropy  # noqa: E402
-from netsqueeze.core.fileio import atomic_write_json  # noqa: E402
-from netsqueeze.core.kmeans1d import KMeans1D  # noqa: E402
-from netsqueeze.data import load  # noqa: E402
-from netsqueeze.experiments.recipe import load_recipe  # noqa: E402
-from netsqueeze.models import build  # noqa: E402
-from netsqueeze.models.checkpoint import load_checkpoint  # noqa: E402
-from netsqueeze.nn.prune import prune_  # noqa: E402
-from netsqueeze.nn.export import save_compressed  # noqa: E402
-from netsqueeze.nn.modules import compressible_layers  # noqa: E402
-from netsqueeze.nn.share import ShareConfig, share_weights_  # noqa: E402
-from netsqueeze.nn.train import evaluate, to_tensor, train  # noqa: E402
+from netsqueeze.core.ecsq import ECSQ1D, label_entropy
+from netsqueeze.core.fileio import atomic_write_json
+from netsqueeze.core.kmeans1d import KMeans1D
+from netsqueeze.data import load
+from netsqueeze.experiments.recipe import load_recipe
+from netsqueeze.models import build
+from netsqueeze.models.checkpoint import load_checkpoint
+from netsqueeze.nn.export import save_compressed
+from netsqueeze.nn.modules import compressible_layers
+from netsqueeze.nn.prune import prune_
+from netsqueeze.nn.share import ShareConfig, share_weights_
+from netsqueeze.nn.train import evaluate, to_tensor, train
 
 
 def fisher(model, x, y, batches: int, seed: int = 0) -> dict:

@@ -38,7 +38,7 @@ def layer_bytes(weights: np.ndarray, sparsity: float, bits: int | None, *, gap_b
     if order is None:
         order = np.argsort(np.abs(flat), kind="stable")
     v = flat.copy()
-    v[order[: int(round(float(sparsity) * flat.size))]] = 0.0
+    v[order[: int(round(float(sparsity) * flat.size))]] = 0.0  # noqa: RUF046
     nz = v != 0
     if bits is not None and nz.any():
         km = KMeans1D(2 ** int(bits), init="linear").fit(v[nz])

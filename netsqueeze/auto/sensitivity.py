@@ -216,7 +216,7 @@ def sensitivity(
         model.to(device)
     if data is not None:
         measure = _data_eval(*data)
-        n_images = int(len(data[1]))
+        n_images = len(data[1])
     else:
 
         def measure(m):
@@ -242,7 +242,7 @@ def sensitivity(
             order = np.argsort(np.abs(flat), kind="stable")  # once per layer
             pa, pl, sa, sl = [], [], [], []
             for s in sp:
-                k = int(round(s * flat.size))
+                k = int(round(s * flat.size))  # noqa: RUF046
                 if retrain_iterations:
                     from netsqueeze.nn.prune import PruneConfig, prune_
 

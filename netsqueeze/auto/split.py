@@ -45,7 +45,7 @@ def validation_split(
                 f"class {c} has {members.size} training item(s); a validation split needs at "
                 "least 2 per class (use a larger training set or give x_val / y_val)"
             )
-        k = min(max(1, int(round(f * members.size))), members.size - 1)
+        k = min(max(1, int(round(f * members.size))), members.size - 1)  # noqa: RUF046
         val.append(members[rng.permutation(members.size)[:k]])
     val_idx = np.sort(np.concatenate(val)).astype(np.int64)
     keep = np.ones(labels.size, bool)

@@ -668,7 +668,7 @@ def _band_dp(data: _SortedData, grid, lo: np.ndarray, hi: np.ndarray):
         return None
     p0, p1, p2 = data.prefix(np.concatenate((idx, [data.n])))
     W, S1, S2 = p0[:-1], p1[:-1], p2[:-1]
-    Wn, S1n, S2n = p0[-1], p1[-1], p2[-1]
+    Wn, S1n = p0[-1], p1[-1]
     opts = []
     a, b = bounds[0], bounds[1]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -54,7 +54,7 @@ def _to_nchw(x: np.ndarray, name: str, where: str) -> np.ndarray:
 
 def _check_split(x, y, split: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
-        raise ValueError(f"{where}: x_{split} and y_{split} must be arrays")
+        raise ValueError(f"{where}: x_{split} and y_{split} must be arrays")  # noqa: TRY004
     if x.dtype.kind not in "uif":
         raise ValueError(f"{where}: x_{split} has dtype {x.dtype}; give uint8 or floats")
     if x.dtype.kind in "iu" and x.dtype != np.uint8:

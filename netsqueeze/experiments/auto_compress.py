@@ -27,8 +27,14 @@ from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import BUILTIN_RECIPES, load_recipe
 from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, to_tensor, train
 
-__all__ = ["AutoSpec", "PAPER_POINTS", "recipe_toml", "run_auto_cli", "run_auto_compress",
-           "run_sensitivity"]
+__all__ = [
+    "PAPER_POINTS",
+    "AutoSpec",
+    "recipe_toml",
+    "run_auto_cli",
+    "run_auto_compress",
+    "run_sensitivity",
+]
 
 #: Deep Compression (Han et al., 2016), Table 1: compressed size and top-1 *test* error.
 PAPER_POINTS = {
@@ -134,7 +140,7 @@ def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict
 
 
 def _epochs(n_train: int, batch: int, k: float) -> int:
-    return max(1, int(round(k * n_train / batch)))
+    return max(1, int(round(k * n_train / batch)))  # noqa: RUF046
 
 
 def _toml_value(v) -> str:

@@ -436,7 +436,7 @@ def _data_section(results: dict) -> str:
     rows = [
         ("dataset", ds.get("name", "-")),
         ("source", ds.get("source", "-")),
-        ("images", f"{_int(ds.get('n_train'))} train / {_int(ds.get('n_test'))} test, "
+        ("images", f"{_int(ds.get('n_train'))} train / {_int(ds.get('n_test'))} test, "  # noqa: ISC004
                    f"{'x'.join(str(v) for v in ds.get('image_shape', []))}"),
         ("classes", _int(ds.get("n_classes"))),
         ("fingerprint (blake2b of the four arrays)", ds.get("fingerprint", "-")),
@@ -725,7 +725,7 @@ def _render_zero_weights(r: dict) -> str:
 def _compress_answers(r: dict) -> str:
     s = r["summary"]
     items = [
-        f"<b>Top-1 error {s['trained_error_pct']:.2f} % &rarr; {s['final_error_pct']:.2f} %</b> "
+        f"<b>Top-1 error {s['trained_error_pct']:.2f} % &rarr; {s['final_error_pct']:.2f} %</b> "  # noqa: ISC004
         f"({-s['drop_pp']:+.2f} pp accuracy) with <b>{_pct(s['kept_fraction'])} of the "
         f"weights kept</b> ({s['kept']:,} of {s['weights']:,})."
     ]
@@ -782,7 +782,7 @@ def _compress_figures(r: dict) -> list[str]:
     snaps = list(dists)
     layers = list(dists[snaps[0]]) if snaps else []
     if layers:
-        cells = [f'<div class="grid-hists" style="grid-template-columns:70px '
+        cells = [f'<div class="grid-hists" style="grid-template-columns:70px '  # noqa: ISC004
                  f'repeat({len(snaps)},1fr)"><div></div>']
         cells += [f'<div class="rowname">{esc(s)}</div>' for s in snaps]
         for layer in layers:
@@ -852,7 +852,7 @@ def _compress_tables(r: dict) -> list[str]:
         out.append(_file_layers_table(f["layers"], "tbl-file"))
         t = f["totals"]
         rows = [("file", _bytes(t["file_bytes"])),
-                ("records / header and framing", f"{t['records_bytes']:,} / "
+                ("records / header and framing", f"{t['records_bytes']:,} / "  # noqa: ISC004
                                                   f"{t['overhead_bytes']:,} B"),
                 ("dense float32", _bytes(t["dense_bytes"])),
                 ("ratio to dense", f"{t['ratio_to_dense']:.2f}x")]
@@ -860,7 +860,7 @@ def _compress_tables(r: dict) -> list[str]:
             rows.append(("symbol streams / entropy bound",
                          f"{t['stream_bytes']:,} / {t['entropy_bytes']:,.0f} B"))
         if t.get("paper_bytes"):
-            rows.append(("paper's formula", f"{t['paper_bytes']:,.0f} B "
+            rows.append(("paper's formula", f"{t['paper_bytes']:,.0f} B "  # noqa: ISC004
                                             f"({t['paper_vs_actual']:.2f}x of written)"))
         b = f.get("baseline") or {}
         if b.get("gzip_bytes"):

@@ -40,8 +40,8 @@ from netsqueeze.experiments.state import RunState, load_model_snapshot, save_mod
 from netsqueeze.experiments.zero_weights import run_versions
 from netsqueeze.models import MODELS
 from netsqueeze.models.checkpoint import save_checkpoint
-from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.models.factory import build_model, load_weights
+from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip_
 from netsqueeze.nn.share import share_report, share_weights_

@@ -145,14 +145,14 @@ def zero_weights_summary(results: dict) -> str:
             f"{nb['accuracy']:.4f} ({_vs_trained(nb['drop_pp'])})."
         )
     if first_crossing:
-        lines += ["", f"Rule: the zeroable fraction is read at the largest threshold such that "
+        lines += ["", "Rule: the zeroable fraction is read at the largest threshold such that "  # noqa: ISC004
                   "it and every smaller threshold of the sweep lose no more than the tolerance "
                   "(the first crossing of the tolerance line); the cluster answer is the step "
                   "with the fewest distinct values within the tolerance."]
     by_tol = a.get("zero_by_tolerance") or []
     if by_tol:
         lines += ["", "## How much can be zeroed for a given loss", "",
-                  "Each row: the largest threshold such that it and every smaller one lose no "
+                  "Each row: the largest threshold such that it and every smaller one lose no "  # noqa: ISC004
                   "more than the loss.", ""]
         rows = [
             [f"<= {r['tolerance_pp']:g} pp",

@@ -43,7 +43,7 @@ def parse_model_args(text: str | None) -> dict:
             "object such as '{\"classes\": 10}'"
         ) from None
     if not isinstance(value, dict):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004
             f"--model-args must be a JSON object of keyword arguments, got {type(value).__name__}"
         )
     return value
@@ -63,7 +63,7 @@ def _load_file(path: Path):
     sys.modules[name] = module  # classes defined there pickle and deepcopy by this name
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         sys.modules.pop(name, None)
         raise ValueError(
             f"--model: running {path} failed: {type(exc).__name__}: {str(exc)[:200]}"
@@ -106,7 +106,7 @@ def resolve_factory(spec: str):
                 f"--model {spec!r}: cannot import module {where!r} ({exc}); check the name and "
                 "that it is installed (or give path/to/file.py:callable)"
             ) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise ValueError(
                 f"--model {spec!r}: importing {where!r} failed: {type(exc).__name__}: "
                 f"{str(exc)[:200]}"
@@ -122,7 +122,7 @@ def resolve_factory(spec: str):
             )
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"--model {spec!r}: {attr!r} is a {type(obj).__name__}, not a class "
+        raise ValueError(f"--model {spec!r}: {attr!r} is a {type(obj).__name__}, not a class "  # noqa: TRY004
                          "or function")
     return obj
 
@@ -139,13 +139,13 @@ def build_model(spec: str, args: Mapping | None = None) -> nn.Module:
     kwargs = dict(args or {})
     try:
         model = factory(**kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         what = f" with {json.dumps(kwargs)}" if kwargs else ""
         raise ValueError(
             f"--model {spec!r}: calling it{what} failed: {type(exc).__name__}: {str(exc)[:200]}"
         ) from None
     if not isinstance(model, nn.Module):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004
             f"--model {spec!r} returned a {type(model).__name__}, not a torch.nn.Module"
         )
     return model

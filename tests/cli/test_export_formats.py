@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from netsqueeze.cli import main
 from netsqueeze.core.container import read_nsq
 from netsqueeze.data import load
 from netsqueeze.models import MODELS, build
@@ -17,24 +16,10 @@ from netsqueeze.nn.formats import compare_onnx, export_onnx, load_safetensors
 from netsqueeze.nn.prune import PruneConfig, prune_
 from netsqueeze.nn.share import ShareConfig, share_weights_
 from netsqueeze.nn.train import TrainConfig, train
+from tests.cli.clitools import assert_one_line_error, cli
 
 pytest.importorskip("safetensors")
 pytest.importorskip("onnxruntime")
-
-
-def cli(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, command, text):
-    assert code == 2
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"netsqueeze {command}: error: ")
-    assert text in lines[0], err
 
 
 def compressed_file(arch, path, ds=None, iterations=0, seed=0):
@@ -112,7 +97,7 @@ def test_custom_model_round_trips(tmp_path, capsys):
     save_compressed(model, src)
     assert read_nsq(src).header.get("arch") not in MODELS
     # safetensors needs no architecture
-    code, out, err = cli(capsys, "unpack", src, "--format", "safetensors", "--check")
+    code, _out, err = cli(capsys, "unpack", src, "--format", "safetensors", "--check")
     assert code == 0, err
     tensors, _ = load_safetensors(tmp_path / "custom.safetensors")
     decoded = load_compressed(src, model=Custom())
@@ -165,7 +150,7 @@ def test_missing_package_names_the_extra(tmp_path, monkeypatch, capsys):
 
 def test_pt_stays_the_default(tmp_path, capsys):
     src = compressed_file("lenet5", tmp_path / "l5.nsq")
-    code, out, _ = cli(capsys, "unpack", src)
+    code, _out, _ = cli(capsys, "unpack", src)
     assert code == 0 and (tmp_path / "l5.pt").is_file()
     ckpt = torch.load(tmp_path / "l5.pt", weights_only=True)
     assert ckpt["arch"] == "lenet5"

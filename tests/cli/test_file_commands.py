@@ -16,6 +16,7 @@ from netsqueeze.nn.export import load_compressed, save_compressed
 from netsqueeze.nn.prune import PruneConfig, prune_
 from netsqueeze.nn.share import ShareConfig, share_weights_, strip_
 from netsqueeze.nn.train import evaluate as accuracy
+from tests.cli.clitools import assert_one_line_error, cli
 
 OURS = (pack, unpack, inspect, evaluate)
 
@@ -25,21 +26,6 @@ def commands(monkeypatch):
     """Register the file commands (once, whether or not main already lists them)."""
     extra = tuple(m for m in OURS if m not in main.COMMANDS)
     monkeypatch.setattr(main, "COMMANDS", main.COMMANDS + extra)
-
-
-def cli(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, command, text):
-    assert code == 2
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"netsqueeze {command}: error: ")
-    assert text in lines[0], err
 
 
 def compressed_lenet(seed=0):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from netsqueeze.cli import main
 from netsqueeze.models.factory import build_model, resolve_factory
 from netsqueeze.nn.export import load_compressed, save_compressed
 from netsqueeze.nn.prune import prune_
 from netsqueeze.nn.share import share_weights_
+from tests.cli.clitools import cli
 
 USER_FILE = textwrap.dedent('''
     import torch
@@ -37,12 +37,6 @@ USER_FILE = textwrap.dedent('''
 
     NOT_CALLABLE = 3
 ''')
-
-
-def cli(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code, err, command, text):
@@ -132,7 +126,7 @@ def test_pack_checkpoints_plain_netsqueeze_and_trusted_pickle(user, capsys):
     plain = build_model(f"{src}:Net")
     torch.save(plain.state_dict(), tmp / "plain.pt")
     torch.save(model, tmp / "whole.pt")  # a whole pickled model (shared machinery included)
-    code, out, err = cli(capsys, "pack", tmp / "plain.pt", "-o", tmp / "p.nsq", "--model",
+    code, _out, err = cli(capsys, "pack", tmp / "plain.pt", "-o", tmp / "p.nsq", "--model",
                          f"{src}:Net")
     assert code == 0, err
     back = load_compressed(tmp / "p.nsq", factory=f"{src}:Net")

@@ -21,6 +21,7 @@ from netsqueeze.experiments.html_report import figure_ids, write_report
 from netsqueeze.experiments.recipe import load_recipe
 from netsqueeze.nn.export import load_compressed
 from netsqueeze.nn.train import TrainConfig, evaluate
+from tests.cli.clitools import assert_one_line_error, cli
 
 TINY_RECIPE = """
 name = "tiny"
@@ -38,21 +39,6 @@ fc_bits = 4
 [finetune]
 iterations = 10
 """
-
-
-def cli(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, command, text):
-    assert code == 2
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"netsqueeze {command}: error: ")
-    assert text in lines[0], err
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +214,7 @@ def test_report_renders_in_chromium(which, zw_run, compress_run, tmp_path):
     dom, stderr = open_in_chromium(out / "report.html", tmp_path, screenshot=shot)
     check_rendered(dom, stderr)
     for fid in figure_ids(r):
-        m = re.search(rf'<figure[^>]*id="{fid}"[^>]*>(.*?)</figure>', dom, re.S)
+        m = re.search(rf'<figure[^>]*id="{fid}"[^>]*>(.*?)</figure>', dom, re.DOTALL)
         assert m, f"figure {fid} missing"
         assert "<svg" in m.group(1)
     numbers = key_numbers_zero_weights(r) if which == "zero-weights" else key_numbers_compress(r)

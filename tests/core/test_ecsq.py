@@ -1,10 +1,11 @@
 """Entropy-constrained scalar quantisation (netsqueeze.core.ecsq)."""
 
-import numpy as np
+import numpy as np  # noqa: I001
 import pytest
 
 from netsqueeze.core.ecsq import ECSQ1D, label_entropy
 from netsqueeze.core.kmeans1d import KMeans1D
+import itertools
 
 
 def _objective(x, h, c, labels, lam):
@@ -55,7 +56,7 @@ def test_objective_no_worse_than_kmeans_start_and_rate_decreases_with_lambda():
         j_km = _objective(x, h, km.centroids_, km.labels_.astype(np.int64), lam)
         assert j <= j_km + 1e-9
         rates.append(q.rate_)
-    assert all(a >= b - 1e-12 for a, b in zip(rates, rates[1:]))
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(rates))
     assert rates[-1] < rates[0] - 0.5
 
 

@@ -182,7 +182,7 @@ class FakeCudaMode(TorchFunctionMode):
         return _flag_all(out) if to_fake else out
 
 
-def CUDA_TO_CPU(a):  # noqa: N802 - helper for Tensor.to's positional device
+def CUDA_TO_CPU(a):
     if isinstance(a, torch.Tensor):
         return a
     return _cpu_arg(a)

@@ -40,7 +40,7 @@ def test_importance_changes_the_codebook():
     share_weights_(b, ShareConfig(bits=3), importance={"0": imp})
     ca, cb = codebooks(a)["0"], codebooks(b)["0"]
     assert not np.allclose(ca.centroids, cb.centroids)
-    err = lambda c: float((imp.numpy() * (c.decode() - w.numpy()) ** 2).sum())  # noqa: E731
+    err = lambda c: float((imp.numpy() * (c.decode() - w.numpy()) ** 2).sum())
     assert err(cb) < err(ca)
 
 

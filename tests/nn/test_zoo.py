@@ -138,7 +138,7 @@ def test_masks_hold_through_rnn_and_attention_fast_paths():
 
 
 def test_gap_bits_and_bits_by_name_pattern_for_any_parameter(tmp_path):
-    factory, inputs = ZOO["recurrent"]
+    factory, _inputs = ZOO["recurrent"]
     torch.manual_seed(0)
     model = factory()
     prune_(model, {"sparsity": {"lstm.*": 0.5, "*": 0.8}})
