@@ -39,7 +39,7 @@ ResultCallback = Callable[[int, Any], None]
 ProgressCallback = Callable[[int], None]
 
 
-class WorkerLost(RuntimeError):
+class WorkerLost(ChildProcessError):
     """Worker processes kept dying: the tasks could not be finished."""
 
 
