@@ -118,3 +118,22 @@ def test_worker_that_always_dies_gives_up():
     with pytest.raises(WorkerLost, match="fewer --workers"):
         ex.map(run_helpers.die_always, [0, 1, 2], shared=None)
     assert ex.restarts == 1
+
+
+def test_sensitivity_on_local_processes_equals_in_process():
+    from netsqueeze.auto.sensitivity import sensitivity
+
+    model, x, y = _tiny()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    kw = {"sparsities": (0.0, 0.5, 0.9), "bits": (1, 3), "progress": False}
+    ref = sensitivity(model, (x, y), **kw)
+    got = sensitivity(model, (x, y), executor=LocalProcesses(2), **kw)
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n])
+    a, b = ref.to_dict(), got.to_dict()
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+    assert len({acc for ls in ref.layers for acc in ls.prune_accuracy}) > 1
+    with pytest.raises(ValueError, match="retraining per point"):
+        sensitivity(model, (x, y), executor=LocalProcesses(2), retrain_iterations=1,
+                    retrain_fn=lambda m, n: None, **kw)
