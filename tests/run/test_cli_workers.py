@@ -40,3 +40,19 @@ def test_zero_weights_passes_the_executor(tmp_path, monkeypatch, extra, kind):
     assert closed == [seen["executor"]]
     if kind == "LocalProcesses":
         assert seen["executor"].workers == 2
+
+
+def test_sensitivity_passes_the_executor(tmp_path, monkeypatch, capsys):
+    from netsqueeze.experiments import auto_compress
+
+    seen = {}
+
+    def fake_run(spec, out, *, retrain_iterations, progress, log, executor):
+        seen["executor"] = executor
+
+    monkeypatch.setattr(auto_compress, "run_sensitivity", fake_run)
+    base = ["sensitivity", "--dataset", "mnist-sample", "-q", "-o", str(tmp_path / "s")]
+    assert main(base + ["--workers", "2"]) == 0
+    assert type(seen["executor"]).__name__ == "LocalProcesses"
+    assert main(base + ["--workers", "2", "--retrain-iterations", "5"]) == 2
+    assert "in this process only" in capsys.readouterr().err
