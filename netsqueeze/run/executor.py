@@ -301,35 +301,48 @@ class RayExecutor(Executor):
         torch threads per task.
     """
 
-    name = "ray"
-
     def __init__(self, address: str | None = None, *, max_retries: int = 3,
                  num_cpus: int | None = None, threads: int = 1):
         self.ray = _import_ray()
         self.address = address
         self.max_retries = int(max_retries)
         self.threads = int(threads)
+        self.num_cpus = num_cpus
         self._started = False
+        self._workers: int | None = None
+
+    def _connect(self):
+        """Join (or start) Ray on first use, so nothing runs before the work needs it."""
         if not self.ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address is None:
-                if num_cpus is not None:
-                    kwargs["num_cpus"] = int(num_cpus)
+            if self.address is None:
+                if self.num_cpus is not None:
+                    kwargs["num_cpus"] = int(self.num_cpus)
             else:
-                kwargs["address"] = address
+                kwargs["address"] = self.address
             try:
                 self.ray.init(**kwargs)
             except ConnectionError as exc:
                 raise ValueError(
-                    f"--ray {address}: no Ray cluster found there ({exc}); start one with "
+                    f"--ray {self.address}: no Ray cluster found there ({exc}); start one with "
                     "`ray start --head` or give its address"
                 ) from None
             self._started = True
-        self.workers = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
-        self.name = f"ray ({self.workers} CPUs)"
+        if self._workers is None:
+            self._workers = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        return self.ray
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        self._connect()
+        return self._workers
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"ray ({self._workers} CPUs)" if self._workers else "ray"
 
     def _map(self, fn, items, shared, order):
-        ray = self.ray
+        ray = self._connect()
         remote = ray.remote(max_retries=self.max_retries, num_cpus=1)(_ray_task)
         ref = ray.put(shared)
         refs = [remote.remote(fn, [ref], order.first + i, item, self.threads)
