@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import run_helpers  # on sys.path by tests/run/conftest.py
 import torch
 from torch import nn
 
 import netsqueeze
 from netsqueeze.experiments import sweeps
 from netsqueeze.run import InProcess, LocalProcesses, WorkerLost, make_executor
-
-import run_helpers  # noqa: E402  (tests/run/conftest.py puts it on sys.path)
 
 RUN = Path(netsqueeze.__file__).parent / "run"
 

@@ -5,12 +5,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'netsqueeze[ray]')")
 
-import run_helpers  # noqa: E402  (tests/run/conftest.py puts it on sys.path)
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import run_helpers  # on sys.path by tests/run/conftest.py
+import torch
+from torch import nn
 
-from netsqueeze.experiments import sweeps  # noqa: E402
-from netsqueeze.run import RayExecutor  # noqa: E402
+from netsqueeze.experiments import sweeps
+from netsqueeze.run import RayExecutor
 
 
 @pytest.fixture(scope="module")
