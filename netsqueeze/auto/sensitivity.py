@@ -6,7 +6,9 @@ that layer changed: pruned by magnitude at each sparsity of a grid, and separate
 (1-D k-means, linear initialisation, on its non-zero weights) at each bit width. The layer's
 magnitudes are sorted once and each k-means runs once per bit width; the weights are changed in
 place and restored, so no copy of the model is made unless a short retraining per point is asked
-for (``retrain_fn``), which works on a copy.
+for (``retrain_fn``), which works on a copy. Without retraining the points are independent and
+run through an :class:`~netsqueeze.run.Executor` (in this process by default; on worker processes
+or Ray with the same results).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from netsqueeze.core.kmeans1d import KMeans1D
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.train import predict_logits
 from netsqueeze.progress import progress_bar
+from netsqueeze.run import Executor, InProcess
 
 __all__ = [
     "DEFAULT_BITS",
@@ -140,18 +143,51 @@ class SensitivityResult:
                 + "\n".join(lines) + "\n")
 
 
-def _data_eval(x, y) -> Callable[[nn.Module], tuple[float, float]]:
-    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y,
-                         dtype=torch.long)
+def _point(shared: dict, task: tuple[int, str, float]) -> tuple[float, float | None]:
+    """One point without retraining: change one layer's weights, measure, restore them."""
+    li, kind, value = task
+    model = shared["model"]
+    flat, order = shared["flat"][li], shared["order"][li]
+    w = compressible_layers(model, shared["filter_fn"])[li].weight
+    orig = w.detach().clone()
+    v = flat.copy()
+    if kind == "prune":
+        v[order[: int(round(value * flat.size))]] = 0.0  # noqa: RUF046
+    else:
+        nz = flat != 0
+        if nz.any():
+            v[nz] = _kmeans_values(flat[nz], int(value))
+    try:
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(v).view_as(w).to(w.device, w.dtype))
+        return shared["measure"](model)
+    finally:
+        with torch.no_grad():
+            w.copy_(orig)
 
-    def run(model: nn.Module) -> tuple[float, float]:
-        logits = predict_logits(model, x).float()
-        yy = yt.to(logits.device)
-        acc = float((logits.argmax(1) == yy).float().mean())
-        loss = float(F.cross_entropy(logits, yy))
-        return acc, loss
 
-    return run
+class _FnEval:
+    """The user's metric as a measure (no loss); picklable when ``fn`` is."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, model: nn.Module) -> tuple[float, None]:
+        return float(self.fn(model)), None
+
+
+class _DataEval:
+    """Accuracy and cross-entropy on (x, y); a picklable object, so workers can run it."""
+
+    def __init__(self, x, y):
+        self.x = x
+        self.y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y,
+                                 dtype=torch.long)
+
+    def __call__(self, model: nn.Module) -> tuple[float, float]:
+        logits = predict_logits(model, self.x).float()
+        yy = self.y.to(logits.device)
+        return float((logits.argmax(1) == yy).float().mean()), float(F.cross_entropy(logits, yy))
 
 
 def _kmeans_values(nz: np.ndarray, bits: int) -> np.ndarray:
@@ -172,6 +208,7 @@ def sensitivity(
     device: str | torch.device | None = None,
     split: str = "validation",
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> SensitivityResult:
     """Measure each compressible layer's sensitivity to pruning and to weight sharing.
 
@@ -197,6 +234,10 @@ def sensitivity(
         Move the model there first (default: where it is).
     split : str
         Name of the split ``data`` / ``eval_fn`` measures, recorded in the result.
+    executor : netsqueeze.run.Executor, optional
+        Where the points run without retraining (default: in this process). Other processes
+        need ``eval_fn`` and ``filter_fn`` to be picklable (module-level functions); ``data``
+        always is.
 
     Returns
     -------
@@ -214,14 +255,14 @@ def sensitivity(
         raise ValueError("retrain_iterations > 0 needs retrain_fn=fn(model, iterations)")
     if device is not None:
         model.to(device)
+    if retrain_iterations and executor is not None and not isinstance(executor, InProcess):
+        raise ValueError("retraining per point runs in this process only; drop the executor "
+                         "(--workers / --ray) or retrain_iterations")
     if data is not None:
-        measure = _data_eval(*data)
+        measure = _DataEval(*data)
         n_images = len(data[1])
     else:
-
-        def measure(m):
-            return float(eval_fn(m)), None
-
+        measure = _FnEval(eval_fn)
         n_images = None
     t0 = time.perf_counter()
     layers = compressible_layers(model, filter_fn)
@@ -234,15 +275,23 @@ def sensitivity(
     out = []
     total = len(layers) * (len(sp) + len(bl))
     bar = progress_bar(total=total, desc="sensitivity", enabled=progress, unit="pt")
+    flats = [ref.weight.detach().reshape(-1).cpu().numpy().astype(np.float32)
+             for ref in layers]
+    measured: dict[tuple[int, str, float], tuple] = {}
     try:
-        for ref in layers:
-            w = ref.weight
-            orig = w.detach().clone()
-            flat = orig.reshape(-1).cpu().numpy().astype(np.float32)
-            order = np.argsort(np.abs(flat), kind="stable")  # once per layer
+        if not retrain_iterations:
+            tasks = [(li, "prune", s) for li in range(len(layers)) for s in sp] + \
+                    [(li, "share", b) for li in range(len(layers)) for b in bl]
+            shared = {"model": model, "flat": flats, "filter_fn": filter_fn, "measure": measure,
+                      "order": [np.argsort(np.abs(f), kind="stable") for f in flats]}
+            ex = executor if executor is not None else InProcess()
+            results = ex.map(_point, tasks, shared=shared, progress=bar.update)
+            measured = dict(zip(tasks, results, strict=True))
+            evals += len(tasks)
+        for li, ref in enumerate(layers):
+            flat = flats[li]
             pa, pl, sa, sl = [], [], [], []
             for s in sp:
-                k = int(round(s * flat.size))  # noqa: RUF046
                 if retrain_iterations:
                     from netsqueeze.nn.prune import PruneConfig, prune_
 
@@ -253,17 +302,12 @@ def sensitivity(
                     m.eval()
                     acc, loss = measure(m)
                     del m
+                    evals += 1
+                    bar.update(1)
                 else:
-                    v = flat.copy()
-                    v[order[:k]] = 0.0
-                    with torch.no_grad():
-                        w.copy_(torch.from_numpy(v).view_as(w).to(w.device, w.dtype))
-                    acc, loss = measure(model)
+                    acc, loss = measured[(li, "prune", s)]
                 pa.append(acc)
                 pl.append(loss)
-                evals += 1
-                bar.update(1)
-            nz_mask = flat != 0
             for b in bl:
                 if retrain_iterations:
                     from netsqueeze.nn.share import ShareConfig, share_weights_
@@ -275,19 +319,12 @@ def sensitivity(
                     m.eval()
                     acc, loss = measure(m)
                     del m
+                    evals += 1
+                    bar.update(1)
                 else:
-                    v = flat.copy()
-                    if nz_mask.any():
-                        v[nz_mask] = _kmeans_values(flat[nz_mask], b)
-                    with torch.no_grad():
-                        w.copy_(torch.from_numpy(v).view_as(w).to(w.device, w.dtype))
-                    acc, loss = measure(model)
+                    acc, loss = measured[(li, "share", b)]
                 sa.append(acc)
                 sl.append(loss)
-                evals += 1
-                bar.update(1)
-            with torch.no_grad():
-                w.copy_(orig)
             out.append(LayerSensitivity(
                 name=ref.name, kind=ref.kind, weights=int(flat.size), sparsities=sp,
                 prune_accuracy=pa, bits=bl, share_accuracy=sa,

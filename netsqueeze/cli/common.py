@@ -68,6 +68,24 @@ def add_device_arg(g) -> None:
                    "[%(default)s]")
 
 
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the independent points run")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="evaluate the points on N local worker processes (the same results as "
+                   "in this process) [in this process]")
+    g.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
+                   help="evaluate the points on Ray: auto (the cluster `ray start` runs on this "
+                   "machine), local (a Ray started for this run, --workers CPUs) or host:port "
+                   "(pip install 'netsqueeze[ray]')")
+
+
+def make_executor(args: argparse.Namespace):
+    """The executor ``--workers`` / ``--ray`` ask for (close it when done)."""
+    from netsqueeze.run import make_executor as make
+
+    return make(workers=getattr(args, "workers", None), ray=getattr(args, "ray", None))
+
+
 def int_list(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.replace(",", " ").split())

@@ -30,6 +30,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="retrain this many iterations before measuring each point (slow) "
                    "[%(default)s]")
     common.add_data_args(p)
+    common.add_executor_args(p)
     g = p.add_argument_group("run")
     g.add_argument("-o", "--out", default="runs/sensitivity", help="output folder [%(default)s]")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
@@ -48,13 +49,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
     if args.retrain_iterations < 0:
         raise ValueError(f"--retrain-iterations must be >= 0, got {args.retrain_iterations}")
+    if args.retrain_iterations and ((args.workers or 1) > 1 or args.ray):
+        raise ValueError("--retrain-iterations runs in this process only; drop --workers/--ray")
     spec = AutoSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                     download=args.download, checkpoint=args.checkpoint, device=args.device,
                     val_fraction=args.val_fraction, seed=args.seed)
     if not 0 < spec.val_fraction < 1:
         raise ValueError(f"--val-fraction must be in (0, 1), got {spec.val_fraction}")
-    run_sensitivity(spec, args.out, retrain_iterations=args.retrain_iterations,
-                    progress=not args.quiet, log=print if not args.quiet else (lambda s: None))
+    with common.make_executor(args) as executor:
+        run_sensitivity(spec, args.out, retrain_iterations=args.retrain_iterations,
+                        progress=not args.quiet, log=print if not args.quiet else (lambda s: None),
+                        executor=executor)
     out = Path(args.out)
     print(f"wrote {out / 'sensitivity.json'}, {out / 'sensitivity.md'} and "
           f"{out / 'sensitivity.png'}")

@@ -47,6 +47,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also write threshold.nsq and clusters.nsq: the model at the chosen "
                    "threshold and at the chosen cluster step, with their measured sizes and "
                    "accuracies in summary.md")
+    common.add_executor_args(p)
     common.add_run_args(p, out_default="runs/zero-weights")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
     return p
@@ -79,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)  # checks the model, cluster counts and device before any work
     common.check_out_dir(args.out)
-    results = run_zero_weights(spec, args.out, progress=not args.quiet, resume=args.resume)
+    with common.make_executor(args) as executor:
+        results = run_zero_weights(spec, args.out, progress=not args.quiet, resume=args.resume,
+                                   executor=executor)
     out = Path(args.out)
     from netsqueeze.experiments.html_report import write_report
 

@@ -192,8 +192,9 @@ def _layer_table_md(report: dict, file_layers: dict) -> str:
 
 def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: int = 0,
                     progress: bool = True, plots: bool = True,
-                    log: Callable[[str], None] = print) -> dict:
-    """Measure per-layer sensitivity on validation and write sensitivity.json / .md / .png."""
+                    log: Callable[[str], None] = print, executor=None) -> dict:
+    """Measure per-layer sensitivity on validation and write sensitivity.json / .md / .png
+    (``executor``: where the points run without retraining; default in this process)."""
     from netsqueeze.auto import sensitivity
     from netsqueeze.auto.plots import plot_sensitivity
 
@@ -209,7 +210,8 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
               seed=rt.seed + calls[0]), device=p["device"], progress=False)
 
     res = sensitivity(p["model"], (p["x_va"], p["y_va"]), retrain_fn=retrain_fn,
-                      retrain_iterations=retrain_iterations, progress=progress)
+                      retrain_iterations=retrain_iterations, progress=progress,
+                      executor=executor)
     res.meta = {"model": spec.model, "dataset": p["ds"].name, "seed": spec.seed,
                 "val_fraction": spec.val_fraction, "trained": p["trained_how"]}
     d = res.to_dict()

@@ -5,7 +5,9 @@
 * :func:`cluster_sweep` replaces each layer's weights by k-means cluster centres for a schedule of
   cluster counts (:func:`cluster_schedule`) and records accuracy and the number of distinct values.
 
-Every point starts from the trained weights, and the model is restored afterwards. Each layer is
+Every point starts from the trained weights, and the model is restored afterwards. The points are
+independent: an :class:`~netsqueeze.run.Executor` runs them here (the default), on local worker
+processes or on Ray, with identical results in the same order. Each layer is
 sorted once per sweep (:class:`~netsqueeze.core.prune.MagnitudeIndex`), so zero fractions are
 binary searches. The selection rules are plain functions over the recorded curves.
 """
@@ -25,6 +27,7 @@ from netsqueeze.core.prune import MagnitudeIndex
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.train import evaluate, labels_tensor, to_tensor
 from netsqueeze.progress import progress_bar
+from netsqueeze.run import Executor, InProcess
 
 __all__ = [
     "ClusterSweepResult",
@@ -226,6 +229,22 @@ def _test_tensors(model, x_test, y_test):
     return xt, yt
 
 
+def _threshold_targets(model: nn.Module, include_bias: bool) -> list:
+    layers = compressible_layers(model)
+    return [ref.weight for ref in layers] + (
+        [ref.bias for ref in layers if ref.bias is not None] if include_bias else [])
+
+
+def _threshold_point(shared: dict, t: float) -> float:
+    """One point of the threshold sweep: zero ``|w| < t`` in the trained weights, evaluate."""
+    model = shared["model"]
+    targets = _threshold_targets(model, shared["include_bias"])
+    with torch.no_grad():
+        for p, p0 in zip(targets, shared["originals"], strict=True):
+            p.copy_(torch.where(p0.abs() < t, torch.zeros_like(p0), p0))
+    return evaluate(model, shared["x"], shared["y"])
+
+
 def threshold_sweep(
     model: nn.Module,
     x_test,
@@ -236,6 +255,7 @@ def threshold_sweep(
     progress: bool = True,
     done: Sequence[dict] = (),
     on_point: PointCallback | None = None,
+    executor: Executor | None = None,
 ) -> ThresholdSweepResult:
     """Zero every weight (and bias) with ``|w| < t`` for each threshold and measure accuracy.
 
@@ -252,7 +272,9 @@ def threshold_sweep(
     done : sequence of dict
         Points already measured (``{"accuracy": ...}``) by an interrupted run, reused in order.
     on_point : callable ``(index, point) -> None``, optional
-        Called after each new point (to save progress).
+        Called after each new point, in order (to save progress).
+    executor : netsqueeze.run.Executor, optional
+        Where the points run (default: in this process); the results are the same.
 
     Returns
     -------
@@ -283,21 +305,24 @@ def threshold_sweep(
         else np.zeros(0)
     )
     bias_zf = bias_index.zero_fraction(ts).tolist() if include_bias else [0.0] * len(ts)
-    targets = [ref.weight for ref in layers] + (biases if include_bias else [])
-    originals = [p.detach().clone() for p in targets]
+    targets = _threshold_targets(model, include_bias)
+    shared = {"model": model, "x": xt, "y": yt, "include_bias": include_bias,
+              "originals": [p.detach().clone() for p in targets]}
     acc = [float(p["accuracy"]) for p in list(done)[: len(ts)]]
-    with _Restore(model), torch.no_grad():
+    start = len(acc)
+    ex = executor if executor is not None else InProcess()
+    with _Restore(model):
         bar = progress_bar(desc="threshold sweep", enabled=progress, initial=len(acc),
                            total=len(ts), unit="pt")
-        for i in range(len(acc), len(ts)):
-            t = ts[i]
-            for p, p0 in zip(targets, originals, strict=True):
-                p.copy_(torch.where(p0.abs() < t, torch.zeros_like(p0), p0))
-            acc.append(evaluate(model, xt, yt))
-            bar.update(1)
-            bar.set_postfix(t=f"{t:.4f}", acc=f"{acc[-1]:.4f}")
+
+        def record(i: int, a: float) -> None:
+            acc.append(float(a))
+            bar.set_postfix(t=f"{ts[i]:.4f}", acc=f"{a:.4f}")
             if on_point is not None:
-                on_point(i, {"threshold": t, "accuracy": acc[-1]})
+                on_point(i, {"threshold": ts[i], "accuracy": float(a)})
+
+        ex.map(_threshold_point, ts[start:], shared=shared, on_result=record,
+               progress=bar.update, first=start)
         bar.close()
     return ThresholdSweepResult(
         thresholds=ts,
@@ -319,6 +344,28 @@ def _cluster(values: np.ndarray, k: int, init: str, method: str):
     return km.centroids_[km.labels_].astype(values.dtype).reshape(values.shape), km
 
 
+def _cluster_point(shared: dict, ks_asked: Sequence[int]) -> dict:
+    """One step of the cluster sweep: cluster the trained weights (and biases), evaluate."""
+    model = shared["model"]
+    init, method, bias_clusters = shared["init"], shared["method"], shared["bias_clusters"]
+    ks, inertias, distinct_b = [], [], 0
+    with torch.no_grad():
+        for ref, w, b, k in zip(compressible_layers(model), shared["w0"], shared["b0"],
+                                ks_asked, strict=True):
+            new_w, km = _cluster(w, k, init, method)
+            ref.weight.copy_(torch.from_numpy(new_w))
+            ks.append(int(km.n_clusters_))
+            inertias.append(float(km.inertia_))
+            if b is not None and bias_clusters is not None:
+                new_b, kb = _cluster(b, bias_clusters, init, method)
+                ref.bias.copy_(torch.from_numpy(new_b))
+                distinct_b += int(kb.n_clusters_)
+            elif b is not None:
+                distinct_b += int(np.unique(b).size)
+    acc = evaluate(model, shared["x"], shared["y"])
+    return {"clusters": ks, "inertia": inertias, "distinct_biases": distinct_b, "accuracy": acc}
+
+
 def cluster_sweep(
     model: nn.Module,
     x_test,
@@ -331,6 +378,7 @@ def cluster_sweep(
     progress: bool = True,
     done: Sequence[dict] = (),
     on_point: PointCallback | None = None,
+    executor: Executor | None = None,
 ) -> ClusterSweepResult:
     """Replace each layer's weights by k-means centres, step by step, and measure accuracy.
 
@@ -351,6 +399,9 @@ def cluster_sweep(
     done : sequence of dict
         Points already measured by an interrupted run (reused in order).
     on_point : callable ``(index, point) -> None``, optional
+        Called after each new point, in order.
+    executor : netsqueeze.run.Executor, optional
+        Where the steps run (default: in this process); the results are the same.
 
     Returns
     -------
@@ -378,30 +429,22 @@ def cluster_sweep(
     b0 = [ref.bias.detach().cpu().numpy().copy() if ref.bias is not None else None for ref in layers]
     base_distinct = int(sum(np.unique(w).size for w in w0))
     points = [dict(p) for p in list(done)[: len(steps)]]
-    with _Restore(model), torch.no_grad():
+    start = len(points)
+    shared = {"model": model, "x": xt, "y": yt, "w0": w0, "b0": b0,
+              "bias_clusters": bias_clusters, "init": init, "method": method}
+    ex = executor if executor is not None else InProcess()
+    with _Restore(model):
         bar = progress_bar(total=len(steps), initial=len(points), desc="cluster sweep",
                            enabled=progress, unit="step")
-        for i in range(len(points), len(steps)):
-            ks, inertias, distinct_b = [], [], 0
-            for ref, w, b, k in zip(layers, w0, b0, steps[i], strict=True):
-                new_w, km = _cluster(w, k, init, method)
-                ref.weight.copy_(torch.from_numpy(new_w))
-                ks.append(int(km.n_clusters_))
-                inertias.append(float(km.inertia_))
-                if b is not None and bias_clusters is not None:
-                    new_b, kb = _cluster(b, bias_clusters, init, method)
-                    ref.bias.copy_(torch.from_numpy(new_b))
-                    distinct_b += int(kb.n_clusters_)
-                elif b is not None:
-                    distinct_b += int(np.unique(b).size)
-            acc = evaluate(model, xt, yt)
-            point = {"clusters": ks, "inertia": inertias, "distinct_biases": distinct_b,
-                     "accuracy": acc}
+
+        def record(i: int, point: dict) -> None:
             points.append(point)
-            bar.update(1)
-            bar.set_postfix(values=sum(ks), acc=f"{acc:.4f}")
+            bar.set_postfix(values=sum(point["clusters"]), acc=f"{point['accuracy']:.4f}")
             if on_point is not None:
                 on_point(i, point)
+
+        ex.map(_cluster_point, steps[start:], shared=shared, on_result=record,
+               progress=bar.update, first=start)
         bar.close()
     return ClusterSweepResult(
         layers=[ref.name for ref in layers],

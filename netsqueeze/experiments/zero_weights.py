@@ -370,6 +370,7 @@ def run_zero_weights(
     resume: bool = False,
     plots: bool = True,
     log: Callable[[str], None] = print,
+    executor=None,
 ) -> dict:
     """Run the notebook experiment and write its outputs; return the results dict.
 
@@ -386,6 +387,8 @@ def run_zero_weights(
         Draw the PNG figures.
     log : callable
         Receives the few lines of narration (dataset, accuracy, answers).
+    executor : netsqueeze.run.Executor, optional
+        Where the sweep points run (default: in this process); the results are the same.
 
     Returns
     -------
@@ -459,7 +462,7 @@ def run_zero_weights(
     thr = sweeps.threshold_sweep(
         model, x_test, y_test, spec.thresholds(), include_bias=spec.include_bias,
         progress=progress, done=state.data["threshold"],
-        on_point=lambda i, p: state.append("threshold", p),
+        on_point=lambda i, p: state.append("threshold", p), executor=executor,
     )
     times["threshold_sweep"] = time.perf_counter() - t
 
@@ -468,6 +471,7 @@ def run_zero_weights(
         model, x_test, y_test, spec.schedule(), bias_clusters=spec.bias_clusters,
         init=spec.kmeans_init, method=spec.kmeans_method, progress=progress,
         done=state.data["cluster"], on_point=lambda i, p: state.append("cluster", p),
+        executor=executor,
     )
     times["cluster_sweep"] = time.perf_counter() - t
 
