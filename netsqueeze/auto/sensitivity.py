@@ -288,43 +288,34 @@ def sensitivity(
             results = ex.map(_point, tasks, shared=shared, progress=bar.update)
             measured = dict(zip(tasks, results, strict=True))
             evals += len(tasks)
+        def retrained(name: str, how: str, value) -> tuple:
+            """One point measured after compressing a copy of the model and retraining it."""
+            from netsqueeze.nn.prune import PruneConfig, prune_
+            from netsqueeze.nn.share import ShareConfig, share_weights_
+
+            m = copy.deepcopy(model)
+            only = lambda _m, n: n == name
+            if how == "prune":
+                prune_(m, PruneConfig(sparsity={name: value}), filter_fn=only)
+            else:
+                share_weights_(m, ShareConfig(bits={name: value}), filter_fn=only)
+            retrain_fn(m, retrain_iterations)
+            m.eval()
+            bar.update(1)
+            return measure(m)
+
         for li, ref in enumerate(layers):
             flat = flats[li]
             pa, pl, sa, sl = [], [], [], []
-            for s in sp:
-                if retrain_iterations:
-                    from netsqueeze.nn.prune import PruneConfig, prune_
-
-                    m = copy.deepcopy(model)
-                    prune_(m, PruneConfig(sparsity={ref.name: s}),
-                           filter_fn=lambda _m, n, name=ref.name: n == name)
-                    retrain_fn(m, retrain_iterations)
-                    m.eval()
-                    acc, loss = measure(m)
-                    del m
-                    evals += 1
-                    bar.update(1)
-                else:
-                    acc, loss = measured[(li, "prune", s)]
-                pa.append(acc)
-                pl.append(loss)
-            for b in bl:
-                if retrain_iterations:
-                    from netsqueeze.nn.share import ShareConfig, share_weights_
-
-                    m = copy.deepcopy(model)
-                    share_weights_(m, ShareConfig(bits={ref.name: b}),
-                                   filter_fn=lambda _m, n, name=ref.name: n == name)
-                    retrain_fn(m, retrain_iterations)
-                    m.eval()
-                    acc, loss = measure(m)
-                    del m
-                    evals += 1
-                    bar.update(1)
-                else:
-                    acc, loss = measured[(li, "share", b)]
-                sa.append(acc)
-                sl.append(loss)
+            for how, grid, accs, losses in (("prune", sp, pa, pl), ("share", bl, sa, sl)):
+                for v in grid:
+                    if retrain_iterations:
+                        acc, loss = retrained(ref.name, how, v)
+                        evals += 1
+                    else:
+                        acc, loss = measured[(li, how, v)]
+                    accs.append(acc)
+                    losses.append(loss)
             out.append(LayerSensitivity(
                 name=ref.name, kind=ref.kind, weights=int(flat.size), sparsities=sp,
                 prune_accuracy=pa, bits=bl, share_accuracy=sa,
