@@ -90,7 +90,7 @@ def test_rate_near_entropy_and_contexts_beat_it():
     m[0] = 0
     stay = rng.random(n) < 0.9
     fresh = rng.integers(0, a, n)
-    for i in range(1, n):  # noqa: the source itself is sequential
+    for i in range(1, n):  # the source itself is sequential
         m[i] = m[i - 1] if stay[i] else fresh[i]
     h0m = E.entropy_bits(np.bincount(m, minlength=a))
     best = choose_rans(m, a)
