@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 
 
 def square_plus_noise(shared, item):
@@ -24,3 +25,13 @@ def die_always(shared, item):
     if item == 1:
         os._exit(1)
     return item
+
+
+def tiny():
+    """A small seeded classifier and data set for the sweeps: (model, x, y)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(400, 1, 4, 4, generator=g)
+    y = (x.flatten(1)[:, :3].argmax(1) + (x.flatten(1).sum(1) > 8).long()) % 3
+    return model, x, y

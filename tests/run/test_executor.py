@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import run_helpers  # on sys.path by tests/run/conftest.py
 import torch
-from torch import nn
 
 import netsqueeze
 from netsqueeze.experiments import sweeps
@@ -60,17 +59,8 @@ def test_make_executor_choices():
         make_executor(ray=" ")
 
 
-def _tiny():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(400, 1, 4, 4, generator=g)
-    y = (x.flatten(1)[:, :3].argmax(1) + (x.flatten(1).sum(1) > 8).long()) % 3
-    return model, x, y
-
-
 def test_local_processes_match_in_process_exactly():
-    model, x, y = _tiny()
+    model, x, y = run_helpers.tiny()
     ts = list(np.linspace(0.0, 0.3, 6))
     schedule = [[8, 4], [3, 2]]
     ref_t = sweeps.threshold_sweep(model, x, y, ts, progress=False)
@@ -96,7 +86,7 @@ def test_local_processes_match_in_process_exactly():
 
 
 def test_dying_worker_is_replaced_and_result_identical(tmp_path):
-    model, x, y = _tiny()
+    model, x, y = run_helpers.tiny()
     ts = [0.0, 0.1, 0.2, 0.3]
     ref = sweeps.threshold_sweep(model, x, y, ts, progress=False)
     inner = {"model": model, "x": x, "y": y, "include_bias": True,
@@ -122,7 +112,7 @@ def test_worker_that_always_dies_gives_up():
 def test_sensitivity_on_local_processes_equals_in_process():
     from netsqueeze.auto.sensitivity import sensitivity
 
-    model, x, y = _tiny()
+    model, x, y = run_helpers.tiny()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     kw = {"sparsities": (0.0, 0.5, 0.9), "bits": (1, 3), "progress": False}
     ref = sensitivity(model, (x, y), **kw)

@@ -6,8 +6,6 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'netsqueeze[ray]')")
 
 import run_helpers  # on sys.path by tests/run/conftest.py
-import torch
-from torch import nn
 
 from netsqueeze.experiments import sweeps
 from netsqueeze.run import RayExecutor
@@ -23,17 +21,8 @@ def local_ray():
     ray.cloudpickle.unregister_pickle_by_value(run_helpers)
 
 
-def _tiny():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(400, 1, 4, 4, generator=g)
-    y = (x.flatten(1)[:, :3].argmax(1) + (x.flatten(1).sum(1) > 8).long()) % 3
-    return model, x, y
-
-
 def test_ray_sweeps_equal_in_process(local_ray):
-    model, x, y = _tiny()
+    model, x, y = run_helpers.tiny()
     ts = list(np.linspace(0.0, 0.3, 6))
     schedule = [[8, 4], [3, 2]]
     ref_t = sweeps.threshold_sweep(model, x, y, ts, progress=False)
@@ -59,7 +48,7 @@ def test_ray_sweeps_equal_in_process(local_ray):
 
 
 def test_ray_retries_a_task_whose_worker_died(local_ray, tmp_path):
-    model, x, y = _tiny()
+    model, x, y = run_helpers.tiny()
     ts = [0.0, 0.1, 0.2, 0.3]
     ref = sweeps.threshold_sweep(model, x, y, ts, progress=False)
     inner = {"model": model, "x": x, "y": y, "include_bias": True,
