@@ -325,47 +325,72 @@ def rans_encode(
     nl, lane = _lanes(n, min(lane_size or default_lane_size(n), MAX_LANE_SIZE))
     nctx = c * n_ext
     if c == 1 and ext is None:
-        key = s.astype(np.int32)
+        key = s
     else:
-        key = (_contexts(s, ext, th, c, max(lane, 1)) * n_used + s).astype(np.int32)
+        key = _contexts(s, ext, th, c, max(lane, 1)) * n_used + s
     counts = np.bincount(key, minlength=nctx * n_used).reshape(nctx, n_used)
     if int((counts > 0).sum(axis=1).max(initial=0)) > (1 << prob_bits):
         raise ValueError(f"prob_bits={prob_bits} is too small for the symbols of a context")
     freqs = np.stack([_quantise(row, prob_bits) for row in counts]) if nctx else counts
-    cum = np.zeros_like(freqs)
-    cum[:, 1:] = np.cumsum(freqs, axis=1)[:, :-1]
     if n == 0:
         return RansStream(0, a, prob_bits, th, n_ext, freqs, np.zeros(0, np.int64),
                           np.zeros(0, np.uint16))
+    states, words = _encode_keys(key, freqs, prob_bits, nl, lane)
+    return RansStream(n, a, prob_bits, th, n_ext, freqs, states, words)
+
+
+#: Steps of the encoder whose keys are widened to numpy's index type at once.
+_KEY_BLOCK = 128
+
+
+def _encode_keys(key: np.ndarray, freqs: np.ndarray, p: int, nl: int, lane: int):
+    """Lane states and words of the symbols whose (context, symbol) keys are ``key``
+    (``context * n_used + symbol``), coded in ``nl`` lanes of ``lane`` symbols (the last one
+    may be shorter).
+
+    One numpy step encodes one symbol of every lane, backwards. Per step and lane: the word
+    that renormalisation may emit is stored (with a flag) in an ``(S, nl)`` buffer, which is
+    compacted once at the end (row-major order is the decoder's reading order: steps forward,
+    lanes in order within a step); the division ``x // f`` is ``floor(x * (1 + 2**-40) / f)``
+    in float64, exact for ``x < 2**32`` and ``f <= 2**15`` (the factor lifts exact quotients
+    above the rounding error, and ``(x / f + 1) * 2**-40 < 1 / f`` keeps the others below the
+    next integer), and ``x // f * 2**P + x % f + c = x + c + (x // f) * (2**P - f)``.
+    """
+    n = key.size
+    ftab = freqs.reshape(-1).astype(np.int64)
+    ctab = np.zeros_like(freqs)
+    ctab[:, 1:] = np.cumsum(freqs, axis=1)[:, :-1]
+    ctab = ctab.reshape(-1).astype(np.float64)
+    xmax = ftab << (32 - p)  # renormalise while x >= f * 2**(32 - P) (at most once)
+    inv = (1.0 + 2.0**-40) / np.maximum(ftab, 1).astype(np.float64)
+    cmpl = float(1 << p) - ftab.astype(np.float64)
     # (S, nl) layout: row t holds symbol t of every lane; the last lane may be shorter
-    pad = nl * lane - n
-    if pad:
-        key = np.concatenate([key, np.zeros(pad, np.int32)])
-    key = np.ascontiguousarray(key.reshape(nl, lane).T)
-    ftab = freqs.reshape(-1)
-    ctab = cum.reshape(-1)
+    kt = np.zeros(nl * lane, np.int32 if int(ftab.size) < 2**31 else np.int64)
+    kt[:n] = key
+    kt = np.ascontiguousarray(kt.reshape(nl, lane).T)
     last_len = n - (nl - 1) * lane
     x = np.full(nl, _L, np.int64)
-    chunks = []
-    shift = 32 - prob_bits
+    low = np.empty((lane, nl), np.uint16)
+    emit = np.zeros((lane, nl), bool)
+    q = np.empty(nl, np.float64)
+    b0 = lane
+    kb = kt[:0]
     for t in range(lane - 1, -1, -1):
+        if t < b0:
+            b0 = max(0, t - _KEY_BLOCK + 1)
+            kb = kt[b0 : t + 1].astype(np.intp)
         na = nl if t < last_len else nl - 1
         xa = x[:na]
-        k = key[t, :na]
-        f = ftab[k]
-        m = xa >= (f << shift)
-        if m.any():
-            chunks.append((xa[m] & 0xFFFF)[::-1])
-            xa[m] >>= 16
-        q, r = np.divmod(xa, f)
-        q <<= prob_bits
-        q += r
-        q += ctab[k]
-        x[:na] = q
-    words = (
-        np.concatenate(chunks)[::-1].astype(np.uint16) if chunks else np.zeros(0, np.uint16)
-    )
-    return RansStream(n, a, prob_bits, th, n_ext, freqs, x, words)
+        k = kb[t - b0, :na]
+        m = np.greater_equal(xa, xmax[k], out=emit[t, :na])
+        np.bitwise_and(xa, 0xFFFF, out=low[t, :na], casting="unsafe")
+        np.right_shift(xa, 16, out=xa, where=m)
+        qa = np.multiply(xa, inv[k], out=q[:na])
+        np.floor(qa, out=qa)
+        qa *= cmpl[k]
+        qa += ctab[k]
+        np.add(xa, qa, out=xa, casting="unsafe")
+    return x, low[emit]
 
 
 def _decode_tables(freqs: np.ndarray, p: int):
@@ -473,10 +498,10 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _quantile_thresholds(s: np.ndarray, a: int, nb: int) -> np.ndarray:
+def _quantile_thresholds(counts: np.ndarray, nb: int) -> np.ndarray:
     """``nb - 1`` thresholds splitting the symbols into buckets of similar mass."""
-    counts = np.bincount(s, minlength=a)
-    cdf = np.cumsum(counts) / max(1, s.size)
+    a = counts.size
+    cdf = np.cumsum(counts) / max(1, int(counts.sum()))
     th = np.searchsorted(cdf, np.arange(1, nb) / nb, side="right")
     th = np.unique(np.clip(th, 1, a - 1))
     return th
@@ -492,50 +517,106 @@ def _estimate(counts: np.ndarray, p: int, c: int, nl: int) -> float:
     return bits / 8 + 4 * nl + model + 12
 
 
+def _small_uint(n: int):
+    return np.uint8 if n <= 256 else np.uint16 if n <= 65536 else np.int64
+
+
 def choose_rans(
     symbols, alphabet_size: int, *, ext=None, n_ext: int = 1, lane_size: int | None = LANE_SIZE
 ) -> RansStream | None:
     """The smallest of a few context models (buckets of the previous symbol: 1, 2, 3, 4, 6, 8;
     with and without ``ext``; precision 10, 12 or 14 bits), or None when rANS does not apply
     (empty stream, or the rule "at least 1/64 bit per symbol" would fail). Sizes are estimated
-    from the counts (:func:`_estimate`); only the best model is encoded."""
-    s = np.asarray(symbols).reshape(-1).astype(np.int64)
+    from the counts (:func:`_estimate`); only the best model is encoded.
+
+    The counts of every model come from one count of (external context, fine bucket of the
+    previous symbol, symbol) triples, where the fine buckets are cut at the union of all the
+    models' thresholds: each model's buckets are unions of fine buckets, so its counts are
+    sums of rows of that table (exactly the counts a pass over the symbols would give, so the
+    choice does not depend on how they were obtained). The chosen model's keys are then one
+    table lookup away from the triples.
+    """
+    s = np.asarray(symbols).reshape(-1)
+    if s.dtype.kind not in "iu":
+        s = s.astype(np.int64)
     a = int(alphabet_size)
-    if s.size == 0:
+    n = s.size
+    if n == 0:
         return None
-    present = int(np.count_nonzero(np.bincount(s, minlength=a)))
-    best = None
+    if int(s.min()) < 0 or int(s.max()) >= a:
+        raise ValueError(f"symbols must be in [0, {a})")
+    counts0 = np.bincount(s, minlength=a)
+    present = int(np.count_nonzero(counts0))
+    n_used = int(np.flatnonzero(counts0)[-1]) + 1
     bucket_opts = [np.zeros(0, np.int64)]
     if a > 1:
         for nb in (2, 3, 4, 6, 8):
-            th = _quantile_thresholds(s, a, nb)
+            th = _quantile_thresholds(counts0, nb)
             if th.size and not any(np.array_equal(th, o) for o in bucket_opts):
                 bucket_opts.append(th)
-    ext_opts = [(None, 1)] if ext is None or n_ext <= 1 else [(None, 1), (ext, n_ext)]
+    use_ext = ext is not None and n_ext > 1
+    ext_opts = [(None, 1), (ext, n_ext)] if use_ext else [(None, 1)]
     p_min = max(1, math.ceil(math.log2(max(present, 2))))
-    n_used = int(s.max()) + 1
-    lane_size = min(lane_size or default_lane_size(s.size), MAX_LANE_SIZE)
-    nl, lane = _lanes(s.size, lane_size)
+    lane_size = min(lane_size or default_lane_size(n), MAX_LANE_SIZE)
+    nl, lane = _lanes(n, lane_size)
+    # fine buckets of the previous symbol (which restarts at 0 on every lane)
+    fine_th = np.unique(np.concatenate(bucket_opts)).astype(np.int64)
+    nf = fine_th.size + 1
+    ne = n_ext if use_ext else 1
+    nkeys = ne * nf * n_used
+    kdt = np.int32 if nkeys < 2**31 else np.int64
+    if nf > 1:
+        fine_of = _buckets(np.arange(n_used), fine_th).astype(_small_uint(nf))
+        fs = fine_of[s]
+        key = np.empty(n, kdt)
+        key[0] = 0
+        key[1:] = fs[:-1]
+        key[::lane] = 0
+        key *= n_used
+        key += s
+    else:
+        key = s.astype(kdt)
+    if use_ext:
+        e = np.asarray(ext, np.int64).reshape(-1)
+        if e.size != n or e.min() < 0 or e.max() >= n_ext:
+            raise ValueError(f"ext must hold {n} contexts in [0, {n_ext})")
+        key += (e * (nf * n_used)).astype(kdt)
+    joint = np.bincount(key, minlength=nkeys).reshape(ne, nf, n_used)
+    # lower edge of every fine bucket, to place it in a model's bucket
+    fine_lo = np.concatenate([[0], fine_th])
+    best = None
     for th in bucket_opts:
-        for e, ne in ext_opts:
-            c = th.size + 1
-            if c == 1 and e is None:
-                key = s
-            else:
-                key = _contexts(s, e, th, c, lane) * n_used + s
-            counts = np.bincount(key, minlength=c * ne * n_used).reshape(c * ne, n_used)
+        c = th.size + 1
+        bmap = _buckets(fine_lo, th)  # model bucket of every fine bucket
+        for e_opt, ne_opt in ext_opts:
+            grid = joint if e_opt is not None else joint.sum(axis=0, keepdims=True)
+            counts = np.zeros((ne_opt, c, n_used), np.int64)
+            for j in range(nf):
+                counts[:, bmap[j]] += grid[:, j]
+            counts = counts.reshape(ne_opt * c, n_used)
             for p in sorted({min(MAX_PROB_BITS, max(p_min, q)) for q in (10, 12, 14)}):
                 if int((counts > 0).sum(axis=1).max()) > (1 << p):
                     continue
                 size = _estimate(counts, p, c, nl)
                 if best is None or size < best[0]:
-                    best = (size, th, e, ne, p)
+                    best = (size, th, e_opt, ne_opt, p, bmap, counts)
     if best is None:
         return None
-    _, th, e, ne, p = best
-    best = rans_encode(s, a, ext=e, n_ext=ne, thresholds=th, prob_bits=p, lane_size=lane_size)
+    _, th, e_opt, ne_opt, p, bmap, counts = best
+    c = th.size + 1
+    # the chosen model's key (context * n_used + symbol) of every triple
+    if c == 1 and e_opt is None:
+        mkey = s
+    else:
+        lut = (np.arange(ne)[:, None, None] * (c if e_opt is not None else 0)
+               + bmap[None, :, None]) * n_used + np.arange(n_used)[None, None, :]
+        mkey = lut.astype(kdt).reshape(-1)[key]
+    del key
+    freqs = np.stack([_quantise(row, p) for row in counts])
+    states, words = _encode_keys(mkey, freqs, p, nl, lane)
+    best = RansStream(n, a, p, th, ne_opt, freqs, states, words)
     size = best.fields_size + 13
-    if s.size > MIN_BITS_PER_SYMBOL_INV * 8 * size or -(-s.size // best.n_lanes) > 8 * size:
+    if n > MIN_BITS_PER_SYMBOL_INV * 8 * size or -(-n // best.n_lanes) > 8 * size:
         return None
     return best
 
