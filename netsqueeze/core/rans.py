@@ -335,18 +335,26 @@ def rans_encode(
     if n == 0:
         return RansStream(0, a, prob_bits, th, n_ext, freqs, np.zeros(0, np.int64),
                           np.zeros(0, np.uint16))
-    states, words = _encode_keys(key, freqs, prob_bits, nl, lane)
+    states, words = _encode_keys(key, freqs.reshape(-1), _starts(freqs).reshape(-1),
+                                 prob_bits, nl, lane)
     return RansStream(n, a, prob_bits, th, n_ext, freqs, states, words)
+
+
+def _starts(freqs: np.ndarray) -> np.ndarray:
+    """Cumulative start of every symbol's range in its context's row."""
+    cum = np.zeros_like(freqs)
+    cum[:, 1:] = np.cumsum(freqs, axis=1)[:, :-1]
+    return cum
 
 
 #: Steps of the encoder whose keys are widened to numpy's index type at once.
 _KEY_BLOCK = 128
 
 
-def _encode_keys(key: np.ndarray, freqs: np.ndarray, p: int, nl: int, lane: int):
-    """Lane states and words of the symbols whose (context, symbol) keys are ``key``
-    (``context * n_used + symbol``), coded in ``nl`` lanes of ``lane`` symbols (the last one
-    may be shorter).
+def _encode_keys(key: np.ndarray, fk: np.ndarray, ck: np.ndarray, p: int, nl: int, lane: int):
+    """Lane states and words of symbols given by their keys: symbol ``i`` has frequency
+    ``fk[key[i]]`` and start ``ck[key[i]]``. They are coded in ``nl`` lanes of ``lane``
+    symbols (the last one may be shorter).
 
     One numpy step encodes one symbol of every lane, backwards. Per step and lane: the word
     that renormalisation may emit is stored (with a flag) in an ``(S, nl)`` buffer, which is
@@ -354,31 +362,31 @@ def _encode_keys(key: np.ndarray, freqs: np.ndarray, p: int, nl: int, lane: int)
     lanes in order within a step); the division ``x // f`` is ``floor(x * (1 + 2**-40) / f)``
     in float64, exact for ``x < 2**32`` and ``f <= 2**15`` (the factor lifts exact quotients
     above the rounding error, and ``(x / f + 1) * 2**-40 < 1 / f`` keeps the others below the
-    next integer), and ``x // f * 2**P + x % f + c = x + c + (x // f) * (2**P - f)``.
+    next integer), and ``x // f * 2**P + x % f + c = x + c + (x // f) * (2**P - f)``. The keys
+    of a block of steps are transposed and widened to numpy's index type at once.
     """
     n = key.size
-    ftab = freqs.reshape(-1).astype(np.int64)
-    ctab = np.zeros_like(freqs)
-    ctab[:, 1:] = np.cumsum(freqs, axis=1)[:, :-1]
-    ctab = ctab.reshape(-1).astype(np.float64)
-    xmax = ftab << (32 - p)  # renormalise while x >= f * 2**(32 - P) (at most once)
-    inv = (1.0 + 2.0**-40) / np.maximum(ftab, 1).astype(np.float64)
-    cmpl = float(1 << p) - ftab.astype(np.float64)
-    # (S, nl) layout: row t holds symbol t of every lane; the last lane may be shorter
-    kt = np.zeros(nl * lane, np.int32 if int(ftab.size) < 2**31 else np.int64)
-    kt[:n] = key
-    kt = np.ascontiguousarray(kt.reshape(nl, lane).T)
-    last_len = n - (nl - 1) * lane
+    fk = np.asarray(fk, np.int64)
+    xmax = fk << (32 - p)  # renormalise while x >= f * 2**(32 - P) (at most once)
+    inv = (1.0 + 2.0**-40) / np.maximum(fk, 1).astype(np.float64)
+    cmpl = float(1 << p) - fk.astype(np.float64)
+    start = np.asarray(ck, np.float64)
+    full = key[: (nl - 1) * lane].reshape(nl - 1, lane)  # every lane but the last
+    tail = key[(nl - 1) * lane :]
+    last_len = tail.size
     x = np.full(nl, _L, np.int64)
     low = np.empty((lane, nl), np.uint16)
     emit = np.zeros((lane, nl), bool)
     q = np.empty(nl, np.float64)
     b0 = lane
-    kb = kt[:0]
+    kb = None
     for t in range(lane - 1, -1, -1):
         if t < b0:
-            b0 = max(0, t - _KEY_BLOCK + 1)
-            kb = kt[b0 : t + 1].astype(np.intp)
+            b1, b0 = t + 1, max(0, t - _KEY_BLOCK + 1)
+            kb = np.zeros((b1 - b0, nl), np.intp)
+            kb[:, : nl - 1] = full[:, b0:b1].T
+            if b0 < last_len:
+                kb[: min(b1, last_len) - b0, nl - 1] = tail[b0 : min(b1, last_len)]
         na = nl if t < last_len else nl - 1
         xa = x[:na]
         k = kb[t - b0, :na]
@@ -388,7 +396,7 @@ def _encode_keys(key: np.ndarray, freqs: np.ndarray, p: int, nl: int, lane: int)
         qa = np.multiply(xa, inv[k], out=q[:na])
         np.floor(qa, out=qa)
         qa *= cmpl[k]
-        qa += ctab[k]
+        qa += start[k]
         np.add(xa, qa, out=xa, casting="unsafe")
     return x, low[emit]
 
@@ -517,6 +525,22 @@ def _estimate(counts: np.ndarray, p: int, c: int, nl: int) -> float:
     return bits / 8 + 4 * nl + model + 12
 
 
+#: Largest (external context, previous symbol, symbol) table the model search counts directly.
+_JOINT_MAX = 1 << 20
+
+
+def _bucket_options(counts: np.ndarray, a: int) -> list[np.ndarray]:
+    """Thresholds of the candidate previous-symbol buckets: none, then 2, 3, 4, 6 and 8
+    buckets of similar mass (duplicates dropped)."""
+    opts = [np.zeros(0, np.int64)]
+    if a > 1:
+        for nb in (2, 3, 4, 6, 8):
+            th = _quantile_thresholds(counts, nb)
+            if th.size and not any(np.array_equal(th, o) for o in opts):
+                opts.append(th)
+    return opts
+
+
 def _small_uint(n: int):
     return np.uint8 if n <= 256 else np.uint16 if n <= 65536 else np.int64
 
@@ -530,11 +554,12 @@ def choose_rans(
     from the counts (:func:`_estimate`); only the best model is encoded.
 
     The counts of every model come from one count of (external context, fine bucket of the
-    previous symbol, symbol) triples, where the fine buckets are cut at the union of all the
-    models' thresholds: each model's buckets are unions of fine buckets, so its counts are
+    previous symbol, symbol) triples: the fine buckets are the previous symbol itself when
+    that table has at most ``2**20`` cells, else the buckets cut at the union of all the
+    models' thresholds. Each model's buckets are unions of fine buckets, so its counts are
     sums of rows of that table (exactly the counts a pass over the symbols would give, so the
-    choice does not depend on how they were obtained). The chosen model's keys are then one
-    table lookup away from the triples.
+    choice does not depend on how they were obtained), and the encoder reads the chosen
+    model's frequencies through the triples' keys.
     """
     s = np.asarray(symbols).reshape(-1)
     if s.dtype.kind not in "iu":
@@ -545,54 +570,61 @@ def choose_rans(
         return None
     if int(s.min()) < 0 or int(s.max()) >= a:
         raise ValueError(f"symbols must be in [0, {a})")
-    counts0 = np.bincount(s, minlength=a)
-    present = int(np.count_nonzero(counts0))
-    n_used = int(np.flatnonzero(counts0)[-1]) + 1
-    bucket_opts = [np.zeros(0, np.int64)]
-    if a > 1:
-        for nb in (2, 3, 4, 6, 8):
-            th = _quantile_thresholds(counts0, nb)
-            if th.size and not any(np.array_equal(th, o) for o in bucket_opts):
-                bucket_opts.append(th)
     use_ext = ext is not None and n_ext > 1
-    ext_opts = [(None, 1), (ext, n_ext)] if use_ext else [(None, 1)]
-    p_min = max(1, math.ceil(math.log2(max(present, 2))))
-    lane_size = min(lane_size or default_lane_size(n), MAX_LANE_SIZE)
-    nl, lane = _lanes(n, lane_size)
-    # fine buckets of the previous symbol (which restarts at 0 on every lane)
-    fine_th = np.unique(np.concatenate(bucket_opts)).astype(np.int64)
-    nf = fine_th.size + 1
     ne = n_ext if use_ext else 1
-    nkeys = ne * nf * n_used
-    kdt = np.int32 if nkeys < 2**31 else np.int64
-    if nf > 1:
-        fine_of = _buckets(np.arange(n_used), fine_th).astype(_small_uint(nf))
-        fs = fine_of[s]
-        key = np.empty(n, kdt)
-        key[0] = 0
-        key[1:] = fs[:-1]
-        key[::lane] = 0
-        key *= n_used
-        key += s
-    else:
-        key = s.astype(kdt)
     if use_ext:
         e = np.asarray(ext, np.int64).reshape(-1)
         if e.size != n or e.min() < 0 or e.max() >= n_ext:
             raise ValueError(f"ext must hold {n} contexts in [0, {n_ext})")
+    lane_size = min(lane_size or default_lane_size(n), MAX_LANE_SIZE)
+    nl, lane = _lanes(n, lane_size)
+    n_used = int(s.max()) + 1
+    # Every model's context is (external context, bucket of the previous symbol), the
+    # previous symbol restarting at 0 on every lane. Count (external context, fine bucket of
+    # the previous symbol, symbol) once: fine buckets are the previous symbol itself when the
+    # table is small, else the buckets cut at the union of every model's thresholds.
+    per_symbol = ne * n_used * n_used <= _JOINT_MAX
+    if per_symbol:
+        counts0 = None
+        nf = n_used
+        fine_lo = np.arange(n_used)
+        prev = s
+    else:
+        counts0 = np.bincount(s, minlength=a)
+        bucket_opts = _bucket_options(counts0, a)
+        fine_th = np.unique(np.concatenate(bucket_opts)).astype(np.int64)
+        nf = fine_th.size + 1
+        fine_lo = np.concatenate([[0], fine_th])
+        prev = _buckets(np.arange(n_used), fine_th).astype(_small_uint(nf))[s] if nf > 1 else None
+    nkeys = ne * nf * n_used
+    kdt = np.int32 if nkeys < 2**31 else np.int64
+    key = np.empty(n, kdt)
+    if prev is not None:
+        key[0] = 0
+        key[1:] = prev[:-1]
+        key[::lane] = 0
+        key *= n_used
+        key += s
+    else:
+        key[:] = s
+    if use_ext:
         key += (e * (nf * n_used)).astype(kdt)
     joint = np.bincount(key, minlength=nkeys).reshape(ne, nf, n_used)
-    # lower edge of every fine bucket, to place it in a model's bucket
-    fine_lo = np.concatenate([[0], fine_th])
+    if counts0 is None:
+        counts0 = np.zeros(a, np.int64)
+        counts0[:n_used] = joint.sum(axis=(0, 1))
+        bucket_opts = _bucket_options(counts0, a)
+    present = int(np.count_nonzero(counts0))
+    ext_opts = [(None, 1), (ext, n_ext)] if use_ext else [(None, 1)]
+    p_min = max(1, math.ceil(math.log2(max(present, 2))))
     best = None
     for th in bucket_opts:
         c = th.size + 1
-        bmap = _buckets(fine_lo, th)  # model bucket of every fine bucket
+        bmap = _buckets(fine_lo, th)  # the model's bucket of every fine bucket
         for e_opt, ne_opt in ext_opts:
             grid = joint if e_opt is not None else joint.sum(axis=0, keepdims=True)
             counts = np.zeros((ne_opt, c, n_used), np.int64)
-            for j in range(nf):
-                counts[:, bmap[j]] += grid[:, j]
+            np.add.at(counts, (slice(None), bmap), grid)
             counts = counts.reshape(ne_opt * c, n_used)
             for p in sorted({min(MAX_PROB_BITS, max(p_min, q)) for q in (10, 12, 14)}):
                 if int((counts > 0).sum(axis=1).max()) > (1 << p):
@@ -604,16 +636,12 @@ def choose_rans(
         return None
     _, th, e_opt, ne_opt, p, bmap, counts = best
     c = th.size + 1
-    # the chosen model's key (context * n_used + symbol) of every triple
-    if c == 1 and e_opt is None:
-        mkey = s
-    else:
-        lut = (np.arange(ne)[:, None, None] * (c if e_opt is not None else 0)
-               + bmap[None, :, None]) * n_used + np.arange(n_used)[None, None, :]
-        mkey = lut.astype(kdt).reshape(-1)[key]
-    del key
     freqs = np.stack([_quantise(row, p) for row in counts])
-    states, words = _encode_keys(mkey, freqs, p, nl, lane)
+    # the chosen model's row of every (external context, fine bucket, symbol) key
+    ctx = np.arange(ne)[:, None] * (c if e_opt is not None else 0) + bmap[None, :]
+    lut = (ctx[:, :, None] * n_used + np.arange(n_used)[None, None, :]).reshape(-1)
+    states, words = _encode_keys(key, freqs.reshape(-1)[lut], _starts(freqs).reshape(-1)[lut],
+                                 p, nl, lane)
     best = RansStream(n, a, p, th, ne_opt, freqs, states, words)
     size = best.fields_size + 13
     if n > MIN_BITS_PER_SYMBOL_INV * 8 * size or -(-n // best.n_lanes) > 8 * size:
