@@ -30,12 +30,18 @@ Coders, on the same symbols:
   (``P = 12``, or more when the alphabet needs it), lanes of 1,024 symbols; the size is everything
   written for the stream (model, lane states, words); encoding time includes counting and
   quantising the model.
-* ``ours_rans_ctx``: what the writer does (:func:`netsqueeze.core.rans.choose_rans`: size
-  estimates of 12 context models, then one encode), timed the same way.
+* ``ours_rans_ctx``: the writer's rANS model choice (:func:`netsqueeze.core.rans.choose_rans`:
+  one count of (previous symbol or its fine bucket, symbol) pairs, size estimates of up to 12
+  context models x 3 precisions from it, then one encode), timed the same way.
+* ``writer``: everything the ``.nsq`` writer does for the stream
+  (:func:`netsqueeze.core.container.encode_stream` with ``entropy="auto"``: fixed width and
+  Huffman sized and coded, the rANS model search and encode, the smallest kept); decoding is
+  :meth:`StreamRecord.decode`. Its ``coding`` field says which coding won.
 
 Throughputs are best of ``--repeat`` runs (1 run for the slow general-purpose levels) in
 millions of symbols per second, by wall clock and by CPU time of this process (the second is
-less sensitive to other work on the machine; the load average is recorded). Ratios compare
+less sensitive to other work on the machine; the load average is recorded); the table printed
+shows both. Ratios compare
 sizes within the same run.
 
 Usage::
@@ -263,6 +269,11 @@ def run_rans(sym, alphabet, repeat):
             "prob_bits": st.prob_bits,
             **speeds(n, enc, dec),
         }
+    enc = best_of(lambda: encode_stream(sym, alphabet, entropy="auto"), repeat)
+    rec = enc[2]
+    dec = best_of(lambda: rec.decode(), repeat)
+    assert np.array_equal(dec[2], sym), "writer: round trip failed"
+    res["writer"] = {"bytes": rec.nbytes, "coding": rec.coding, **speeds(n, enc, dec)}
     return res
 
 
@@ -346,20 +357,21 @@ def print_table(name: str, p: dict) -> None:
     )
     print(
         f"  {'coder':<14}{'bytes':>14}{'bits/sym':>10}{'enc Msym/s':>12}{'dec Msym/s':>12}"
-        f"{'ours/this':>11}"
+        f"{'enc (CPU)':>11}{'dec (CPU)':>11}{'ours/this':>11}"
     )
     for coder, r in p["results"].items():
         if "bytes" not in r:
             print(f"  {coder:<14}{r.get('skipped', '')}")
             continue
 
-        def fmt(v):
-            return f"{v:12.1f}" if isinstance(v, float) else f"{'-':>12}"
+        def fmt(v, w=12):
+            return f"{v:{w}.1f}" if isinstance(v, float) else f"{'-':>{w}}"
 
         ratio = r.get("ours_huffman_vs_this")
         print(
             f"  {coder:<14}{r['bytes']:14,.0f}{r['bits_per_symbol']:10.4f}"
             f"{fmt(r.get('encode_msym_s'))}{fmt(r.get('decode_msym_s'))}"
+            f"{fmt(r.get('encode_msym_s_cpu'), 11)}{fmt(r.get('decode_msym_s_cpu'), 11)}"
             f"{ratio:11.4f}"
         )
 
