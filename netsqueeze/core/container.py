@@ -1124,9 +1124,9 @@ def _stream_work_bytes(st: StreamRecord) -> int:
         r = st.rans
         lanes = int(r.n_lanes)
         # decoded symbols (lane-major and transposed), the words as int64, lane states and
-        # contexts, and the decoding tables (6 bytes a slot per context)
+        # contexts, and the decoding tables (per slot or per entry: see decode_table_bytes)
         return (2 * n * isz + 8 * int(r.words.size) + 48 * lanes
-                + 8 * n * (r.n_ext > 1) + 6 * int(r.freqs.shape[0]) * (1 << r.prob_bits) + 64)
+                + 8 * n * (r.n_ext > 1) + _rans.decode_table_bytes(r) + 64)
     lanes = 0 if st.block_starts is None else int(st.block_starts.size)
     tbits = int(st.code_lengths.max())
     pad = st.block_size * tbits // 8 + 8

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -401,12 +402,45 @@ def _encode_keys(key: np.ndarray, fk: np.ndarray, ck: np.ndarray, p: int, nl: in
     return x, low[emit]
 
 
+#: Slots a stream may build a per-slot decoding table for without decoding as many symbols.
+_SLOT_TABLE_FREE = 1 << 12
+
+
+def slot_tables(stream: RansStream) -> bool:
+    """Whether the decoder builds per-slot tables (``n_contexts * 2**P`` entries: one lookup
+    a symbol) rather than searching the contexts' cumulative frequencies (``n_contexts *
+    n_used`` entries, a binary search a symbol). Per-slot tables are built when they are
+    no larger than twice the symbols plus 4,096, so that building them costs no more than
+    decoding does: a stream of a few symbols that declares ``P = 15`` and 16 contexts gets
+    the small table (its cost is bounded by the frequency table's bits, which are in the file).
+    """
+    return (int(stream.freqs.shape[0]) << stream.prob_bits) <= 2 * stream.n_symbols + _SLOT_TABLE_FREE
+
+
+def decode_table_bytes(stream: RansStream) -> int:
+    """Bytes of the decoding tables :func:`rans_decode` builds for ``stream``."""
+    nctx, n_used = stream.freqs.shape
+    if slot_tables(stream):
+        # uint16 symbol, frequency and offset a slot, and one row's int64 temporaries
+        return (6 * nctx + 32) << stream.prob_bits
+    # int64 keys, symbols and frequencies an entry, the rows (copied) and their starts
+    return 48 * nctx * n_used
+
+
+def _decode_rows(freqs: np.ndarray) -> np.ndarray:
+    """The frequency rows, unused contexts borrowing the first used one's row."""
+    used = freqs.sum(axis=1) > 0
+    if used.all():
+        return freqs
+    return np.where(used[:, None], freqs, freqs[int(np.argmax(used))][None, :])
+
+
 def _decode_tables(freqs: np.ndarray, p: int):
-    """Per (context, slot): symbol, frequency and ``slot - start`` (unused contexts borrow
-    the first used one's table)."""
+    """Per (context, slot): symbol, frequency and ``slot - start`` (built a context at a
+    time, so the temporaries are one row's)."""
     nctx, n_used = freqs.shape
     m = 1 << p
-    used = np.flatnonzero(freqs.sum(axis=1))
+    rows = _decode_rows(freqs)
     # uint16 (symbols < 2**16, frequencies and offsets <= 2**15): 6 bytes per slot, at most
     # 16 contexts x 2**15 slots = 3 MiB for the largest model a stream may declare
     sym = np.zeros((nctx, m), np.uint16)
@@ -414,13 +448,82 @@ def _decode_tables(freqs: np.ndarray, p: int):
     bias = np.zeros((nctx, m), np.uint16)
     slots = np.arange(m)
     for i in range(nctx):
-        row = freqs[i] if freqs[i].any() else freqs[used[0]]
+        row = rows[i]
         s = np.repeat(np.arange(n_used), row)
-        start = np.concatenate([[0], np.cumsum(row)[:-1]])
+        start = np.cumsum(row) - row
         sym[i] = s
         fr[i] = row[s]
         bias[i] = slots - start[s]
     return sym.reshape(-1), fr.reshape(-1), bias.reshape(-1)
+
+
+def _search_tables(freqs: np.ndarray, p: int):
+    """Per (context, symbol) entry, in context-major order: its start plus ``context * 2**P``
+    (non-decreasing over all entries), symbol and frequency. The symbol of slot ``v`` of
+    context ``j`` is the last entry whose key is ``<= j * 2**P + v``: entries after it in the
+    row start beyond ``v``, the next row starts at ``(j + 1) * 2**P``, and an entry with the
+    same start before it has frequency 0."""
+    nctx, n_used = freqs.shape
+    rows = _decode_rows(freqs)
+    starts = np.cumsum(rows, axis=1) - rows
+    keys = (starts + (np.arange(nctx, dtype=np.int64) << p)[:, None]).reshape(-1)
+    sym = np.tile(np.arange(n_used, dtype=np.int64), nctx)
+    return keys, sym, rows.reshape(-1).astype(np.int64)
+
+
+#: Streams of at most this many lanes are decoded symbol by symbol in Python: a numpy step
+#: costs several microseconds whatever its width, one symbol in Python well under one.
+_SCALAR_LANES = 16
+
+
+def _decode_scalar(stream: RansStream, bucket_base, e2, lane: int) -> np.ndarray:
+    """:func:`rans_decode` for a stream of few lanes, with Python integers and lists (same
+    steps, same order of word reads, same checks). Per-slot tables only when the stream has
+    at least as many symbols as slots (building them as lists would cost more than the
+    decoding otherwise); else a binary search in the contexts' cumulative frequencies."""
+    n, p, nl = stream.n_symbols, stream.prob_bits, stream.n_lanes
+    nctx = int(stream.freqs.shape[0])
+    slots = (nctx << p) <= n
+    if slots:
+        sym, fr, bias = (t.tolist() for t in _decode_tables(stream.freqs, p))
+    else:
+        keys, sym, fr = (t.tolist() for t in _search_tables(stream.freqs, p))
+    base = bucket_base.tolist() if bucket_base is not None else None
+    ext = e2.T.reshape(-1).tolist() if e2 is not None else None  # lane-major, like out
+    words = stream.words.tolist()
+    nw = len(words)
+    ptr = 0
+    x = [int(v) for v in stream.states]
+    out = [0] * (nl * lane)
+    prev = [0] * nl
+    mask = (1 << p) - 1
+    last_len = n - (nl - 1) * lane
+    for t in range(lane):
+        for i in range(nl if t < last_len else nl - 1):
+            xs = x[i]
+            idx = xs & mask
+            if base is not None:
+                idx += base[prev[i]]
+            if ext is not None:
+                idx += ext[i * lane + t]
+            if slots:
+                s = sym[idx]
+                xs = fr[idx] * (xs >> p) + bias[idx]
+            else:
+                j = bisect_right(keys, idx) - 1
+                s = sym[j]
+                xs = fr[j] * (xs >> p) + idx - keys[j]
+            if xs < _L:
+                if ptr >= nw:
+                    raise FormatError("rANS stream: the words ran out (truncated or corrupt)")
+                xs = (xs << 16) | words[ptr]
+                ptr += 1
+            x[i] = xs
+            out[i * lane + t] = s
+            prev[i] = s
+    if ptr != nw or any(v != _L for v in x):
+        raise FormatError("rANS stream: corrupt payload (the decoder did not end where it began)")
+    return np.array(out[:n], np.int64)
 
 
 def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
@@ -463,10 +566,16 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
         ) * (c << p)
     else:
         e2 = None
-    sym, fr, bias = _decode_tables(stream.freqs, p)
     bucket_base = None
     if c > 1:
         bucket_base = _buckets(np.arange(stream.freqs.shape[1]), stream.thresholds) << p
+    if nl <= _SCALAR_LANES:
+        return _decode_scalar(stream, bucket_base, e2, lane).astype(out_dt)
+    if slot_tables(stream):
+        sym, fr, bias = _decode_tables(stream.freqs, p)
+        skeys = None
+    else:
+        skeys, sym, fr = _search_tables(stream.freqs, p)
     words = stream.words.astype(np.int64)
     nw = words.size
     ptr = 0
@@ -483,8 +592,13 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
             idx += bucket_base[prev[:na]]
         if e2 is not None:
             idx += e2[t, :na]
-        s = sym[idx]
-        xa = fr[idx].astype(np.int64) * (xa >> p) + bias[idx]
+        if skeys is None:
+            s = sym[idx]
+            xa = fr[idx].astype(np.int64) * (xa >> p) + bias[idx]
+        else:
+            j = np.searchsorted(skeys, idx, side="right") - 1
+            s = sym[j]
+            xa = fr[j] * (xa >> p) + idx - skeys[j]
         m = xa < _L
         k = int(np.count_nonzero(m))
         if k:
