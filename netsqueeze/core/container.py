@@ -1121,12 +1121,7 @@ def _stream_work_bytes(st: StreamRecord) -> int:
     if st.coding == "fixed":
         return n * isz + 5 * payload + 32 * min(n, _ent._CHUNK) + 64
     if st.coding == "rans":
-        r = st.rans
-        lanes = int(r.n_lanes)
-        # decoded symbols (lane-major and transposed), the words as int64, lane states and
-        # contexts, and the decoding tables (per slot or per entry: see decode_table_bytes)
-        return (2 * n * isz + 8 * int(r.words.size) + 48 * lanes
-                + 8 * n * (r.n_ext > 1) + _rans.decode_table_bytes(r) + 64)
+        return _rans.decode_work_bytes(st.rans)
     lanes = 0 if st.block_starts is None else int(st.block_starts.size)
     tbits = int(st.code_lengths.max())
     pad = st.block_size * tbits // 8 + 8

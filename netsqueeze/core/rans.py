@@ -49,6 +49,7 @@ __all__ = [
     "MAX_PROB_BITS",
     "RansStream",
     "choose_rans",
+    "decode_work_bytes",
     "rans_decode",
     "rans_encode",
     "read_fields",
@@ -417,10 +418,36 @@ def slot_tables(stream: RansStream) -> bool:
     return (int(stream.freqs.shape[0]) << stream.prob_bits) <= 2 * stream.n_symbols + _SLOT_TABLE_FREE
 
 
-def decode_table_bytes(stream: RansStream) -> int:
-    """Bytes of the decoding tables :func:`rans_decode` builds for ``stream``."""
+def decode_work_bytes(stream: RansStream) -> int:
+    """Most bytes :func:`rans_decode` allocates at once for ``stream``, its output included:
+    the decoding tables, and either the numpy lock-step buffers (symbols in the lane layout
+    and transposed, the words as int64, the scaled external contexts, lane states) or, for
+    streams of few lanes, the Python lists of the scalar decoder (a pointer per symbol, word,
+    context and table entry, and an int object per word, entry and large symbol), plus a
+    fixed 16 KiB for array headers and small objects."""
+    n = int(stream.n_symbols)
+    isz = 1 if stream.alphabet_size <= 256 else 2
+    nw = int(stream.words.size)
+    nl = int(stream.n_lanes)
+    ext = 8 * n * (stream.n_ext > 1)
+    fixed = 16 << 10
+    if 0 < nl <= _SCALAR_LANES:
+        nctx, n_used = stream.freqs.shape
+        slots = (nctx << stream.prob_bits) <= n
+        entries = nctx << stream.prob_bits if slots else nctx * n_used
+        big = 28 * n if stream.alphabet_size > 256 else 0
+        # symbols: the list (8 bytes a slot of nl * S <= n + nl), its int objects when
+        # large, the array; contexts: the list of small ints
+        return (8 * (n + nl) + big + (n + nl) * isz + 36 * nw + ext + 36 * 3 * entries
+                + decode_table_bytes(stream, slots) + fixed)
+    return 2 * n * isz + 8 * nw + 48 * nl + ext + decode_table_bytes(stream) + fixed
+
+
+def decode_table_bytes(stream: RansStream, slots: bool | None = None) -> int:
+    """Bytes of the decoding tables :func:`rans_decode` builds for ``stream`` (per slot, or
+    per (context, symbol) entry; ``slots``: which, default as the numpy decoder chooses)."""
     nctx, n_used = stream.freqs.shape
-    if slot_tables(stream):
+    if slot_tables(stream) if slots is None else slots:
         # uint16 symbol, frequency and offset a slot, and one row's int64 temporaries
         return (6 * nctx + 32) << stream.prob_bits
     # int64 keys, symbols and frequencies an entry, the rows (copied) and their starts
@@ -476,7 +503,7 @@ def _search_tables(freqs: np.ndarray, p: int):
 _SCALAR_LANES = 16
 
 
-def _decode_scalar(stream: RansStream, bucket_base, e2, lane: int) -> np.ndarray:
+def _decode_scalar(stream: RansStream, bucket_base, e, lane: int, out_dt) -> np.ndarray:
     """:func:`rans_decode` for a stream of few lanes, with Python integers and lists (same
     steps, same order of word reads, same checks). Per-slot tables only when the stream has
     at least as many symbols as slots (building them as lists would cost more than the
@@ -489,7 +516,8 @@ def _decode_scalar(stream: RansStream, bucket_base, e2, lane: int) -> np.ndarray
     else:
         keys, sym, fr = (t.tolist() for t in _search_tables(stream.freqs, p))
     base = bucket_base.tolist() if bucket_base is not None else None
-    ext = e2.T.reshape(-1).tolist() if e2 is not None else None  # lane-major, like out
+    ext = e.tolist() if e is not None else None  # lane-major, like out (small ints)
+    ctx_offset = [k * (stream.n_buckets << p) for k in range(stream.n_ext)]
     words = stream.words.tolist()
     nw = len(words)
     ptr = 0
@@ -505,7 +533,7 @@ def _decode_scalar(stream: RansStream, bucket_base, e2, lane: int) -> np.ndarray
             if base is not None:
                 idx += base[prev[i]]
             if ext is not None:
-                idx += ext[i * lane + t]
+                idx += ctx_offset[ext[i * lane + t]]
             if slots:
                 s = sym[idx]
                 xs = fr[idx] * (xs >> p) + bias[idx]
@@ -523,7 +551,7 @@ def _decode_scalar(stream: RansStream, bucket_base, e2, lane: int) -> np.ndarray
             prev[i] = s
     if ptr != nw or any(v != _L for v in x):
         raise FormatError("rANS stream: corrupt payload (the decoder did not end where it began)")
-    return np.array(out[:n], np.int64)
+    return np.array(out, out_dt)[:n]
 
 
 def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
@@ -560,17 +588,20 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
         e = np.asarray(ext, np.int64).reshape(-1)
         if e.size != n or int(e.min()) < 0 or int(e.max()) >= stream.n_ext:
             raise FormatError("rANS stream: external contexts do not match the stream")
-        pad = nl * lane - n
-        e2 = np.ascontiguousarray(
-            np.concatenate([e, np.zeros(pad, np.int64)]).reshape(nl, lane).T
-        ) * (c << p)
     else:
-        e2 = None
+        e = None
     bucket_base = None
     if c > 1:
         bucket_base = _buckets(np.arange(stream.freqs.shape[1]), stream.thresholds) << p
     if nl <= _SCALAR_LANES:
-        return _decode_scalar(stream, bucket_base, e2, lane).astype(out_dt)
+        return _decode_scalar(stream, bucket_base, e, lane, out_dt)
+    e2 = None
+    if e is not None:
+        # (S, nl) layout like the symbols, scaled to a context's slot offset
+        e2 = np.zeros((lane, nl), np.int64)
+        e2.T[: nl - 1] = e[: (nl - 1) * lane].reshape(nl - 1, lane)
+        e2[: n - (nl - 1) * lane, nl - 1] = e[(nl - 1) * lane :]
+        e2 *= c << p
     if slot_tables(stream):
         sym, fr, bias = _decode_tables(stream.freqs, p)
         skeys = None
@@ -612,7 +643,7 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
             prev[:na] = s
     if ptr != nw or np.any(x != _L):
         raise FormatError("rANS stream: corrupt payload (the decoder did not end where it began)")
-    return out.T.reshape(-1)[:n].astype(out_dt)
+    return out.T.reshape(-1)[:n]
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 import tracemalloc
@@ -362,3 +363,119 @@ def test_information_floor_by_hand():
     assert s["floor_codebook_bits"] == 64
     assert s["floor_bytes"] == pytest.approx((math.log2(70) + 4 * h0 + 64) / 8)
     assert s["above_floor"] == pytest.approx(s["record_bytes"] / s["floor_bytes"] - 1)
+
+
+# -- the writer's model search and the decoder's paths ----------------------------------------
+
+
+def direct_choice(s, a, ext=None, n_ext=1):
+    """The writer's choice computed the plain way: every candidate model counted by its own
+    pass over the symbols, then encoded by :func:`rans_encode`."""
+    from netsqueeze.core import rans as R
+
+    s = np.asarray(s, np.int64)
+    opts = R._bucket_options(np.bincount(s, minlength=a), a)
+    nl, lane = R._lanes(s.size, R.default_lane_size(s.size))
+    present = int(np.count_nonzero(np.bincount(s)))
+    p_min = max(1, int(np.ceil(np.log2(max(present, 2)))))
+    best = None
+    for th in opts:
+        for e, ne in [(None, 1)] + ([(ext, n_ext)] if ext is not None and n_ext > 1 else []):
+            c = th.size + 1
+            key = R._contexts(s, e, th, c, lane) * (int(s.max()) + 1) + s
+            counts = np.bincount(key, minlength=c * ne * (int(s.max()) + 1)).reshape(c * ne, -1)
+            for p in sorted({min(MAX_PROB_BITS, max(p_min, q)) for q in (10, 12, 14)}):
+                if int((counts > 0).sum(axis=1).max()) <= (1 << p):
+                    size = R._estimate(counts, p, c, nl)
+                    if best is None or size < best[0]:
+                        best = (size, th, e, ne, p)
+    _, th, e, ne, p = best
+    return rans_encode(s, a, ext=e, n_ext=ne, thresholds=th, prob_bits=p)
+
+
+@FAST
+@given(st.data())
+def test_model_search_equals_counting_every_model(data):
+    """The search reads every candidate's counts from one table of (previous symbol or fine
+    bucket, symbol) counts: same choice and same bytes as counting each model on its own."""
+    from netsqueeze.core import rans as R
+
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    a = data.draw(st.sampled_from([2, 5, 16, 40, 300, 2000]), label="alphabet")
+    n = data.draw(st.integers(1, 5000), label="n")
+    s = geometric_symbols(rng, n, a, data.draw(st.floats(0.5, 40.0), label="scale"))
+    if data.draw(st.booleans(), label="correlated"):
+        s = np.repeat(s[: -(-n // 5)], 5)[:n]  # runs: the previous symbol predicts the next
+    ext = rng.integers(0, 2, n) if data.draw(st.booleans(), label="ext") else None
+    joint_max = data.draw(st.sampled_from([0, R._JOINT_MAX]), label="joint_max")
+    old = R._JOINT_MAX
+    R._JOINT_MAX = joint_max  # 0: fine buckets cut at the thresholds, else previous symbols
+    try:
+        got = choose_rans(s, a, ext=ext, n_ext=2)
+    finally:
+        R._JOINT_MAX = old
+    want = direct_choice(s, a, ext=ext, n_ext=2)
+    if got is None:  # the rule "at least 1/64 bit a symbol" or "lanes <= 8 x bytes"
+        size = want.fields_size + 13
+        assert n > 512 * size or -(-n // want.n_lanes) > 8 * size
+        return
+    assert got.fields_bytes() == want.fields_bytes()
+    assert got.payload() == want.payload()
+    assert np.array_equal(rans_decode(got, ext=ext), s)
+
+
+def test_encoder_division_is_exact_for_every_frequency():
+    """``x // f`` as ``floor(x * (1 + 2**-40) / f)`` in float64, for every frequency a model
+    may hold and the states at the edges of every quotient (x < 2**32)."""
+    f = np.arange(1, (1 << MAX_PROB_BITS) + 1, dtype=np.int64)
+    inv = (1.0 + 2.0**-40) / f.astype(np.float64)
+    rng = np.random.default_rng(7)
+    for q in [(1 << 32) // f - 1, (1 << 16) // f + 1, rng.integers(1, (1 << 32) // f)]:
+        for x in (q * f - 1, q * f, q * f + f - 1):
+            ok = (x >= 0) & (x < 1 << 32)
+            got = np.floor(x[ok] * inv[ok]).astype(np.int64)
+            assert np.array_equal(got, x[ok] // f[ok])
+
+
+def decode_with(r, ext, scalar_lanes, slot_free):
+    from netsqueeze.core import rans as R
+
+    old = R._SCALAR_LANES, R._SLOT_TABLE_FREE
+    R._SCALAR_LANES, R._SLOT_TABLE_FREE = scalar_lanes, slot_free
+    try:
+        return rans_decode(r, ext=ext)
+    except FormatError as e:
+        return type(e)
+    finally:
+        R._SCALAR_LANES, R._SLOT_TABLE_FREE = old
+
+
+@FAST
+@given(st.data())
+def test_every_decoder_path_gives_the_same_result(data):
+    """Python or numpy lock-step decoding, per-slot tables or binary search: same symbols for
+    valid streams, and the same outcome for corrupt ones."""
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    a = data.draw(st.integers(2, 300), label="alphabet")
+    n = data.draw(st.integers(1, 2000), label="n")
+    s = geometric_symbols(rng, n, a, data.draw(st.floats(0.3, 30.0), label="scale"))
+    th = np.sort(rng.choice(np.arange(1, a), size=min(a - 1, 3), replace=False))
+    ext = rng.integers(0, 2, n)
+    p = data.draw(st.integers(max(1, int(np.ceil(np.log2(a)))), MAX_PROB_BITS), label="P")
+    lane = data.draw(st.sampled_from([1, 3, 50, 1024]), label="lane")
+    r = rans_encode(s, a, ext=ext, n_ext=2, thresholds=th, prob_bits=p, lane_size=lane)
+    corrupt = data.draw(st.booleans(), label="corrupt") and r.words.size > 0
+    if corrupt:
+        w = r.words.copy()
+        w[int(rng.integers(0, w.size))] ^= np.uint16(1 << int(rng.integers(0, 16)))
+        r = dataclasses.replace(r, words=w)
+    outs = [decode_with(r, ext, sl, sf) for sl in (0, 10**9) for sf in (0, 10**12)]
+    for o in outs[1:]:
+        if isinstance(outs[0], np.ndarray):
+            assert isinstance(o, np.ndarray) and np.array_equal(o, outs[0])
+        else:
+            assert o is outs[0]
+    if not corrupt:
+        assert np.array_equal(outs[0], s)
