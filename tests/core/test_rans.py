@@ -245,17 +245,17 @@ def _rans_record(symbols, a, **kw):
     return C.StreamRecord("rans", r.n_symbols, a, 8 * len(payload), payload, rans=r)
 
 
-def _fuzz_body():
+def _fuzz_body(gap_lane, idx_lane, idx_p):
     """A sparse record whose gap stream (2 buckets) and index stream (2 buckets x 2 external
-    contexts) are both rANS, several lanes each."""
+    contexts) are both rANS."""
     rng = np.random.default_rng(5)
     shape, gap_bits, k = (12, 40), 4, 8
     pos = np.flatnonzero(rng.random(shape) < 0.2)
     idx = geometric_symbols(rng, pos.size, k, 2.0)
     gaps = C._sp.gap_symbols(pos, gap_bits=gap_bits, size=int(np.prod(shape)))
-    gst = _rans_record(gaps, 1 << gap_bits, thresholds=[3], prob_bits=8, lane_size=40)
+    gst = _rans_record(gaps, 1 << gap_bits, thresholds=[3], prob_bits=8, lane_size=gap_lane)
     ist = _rans_record(idx, k, thresholds=[2], ext=C.prev_zero_context(pos), n_ext=2,
-                       prob_bits=7, lane_size=30)
+                       prob_bits=idx_p, lane_size=idx_lane)
     book = np.linspace(-1, 1, k).astype(np.float32) + 0.01
     r = C.TensorRecord("w", shape, np.dtype(np.float32), gap_bits, book, gst, ist, None)
     body = r.body_bytes()
@@ -267,29 +267,48 @@ def _fuzz_body():
     return body, start
 
 
-BODY, STREAM_START = _fuzz_body()
+# the decoder's paths: few lanes (Python), with per-slot tables for the indices (64 slots for
+# 96 symbols) and searched ones for the gaps; many lanes (numpy steps), per-slot tables for the
+# gaps and searched ones for the indices (4 contexts x 2**13 slots for 96 symbols)
+BODIES = {"python": _fuzz_body(40, 30, 4), "numpy": _fuzz_body(4, 4, 13)}
 
 
-def test_fuzz_body_is_valid():
-    C.read_nsq(frame([BODY])).arrays()
-    assert len(BODY) < 400
+def test_fuzz_bodies_are_valid_and_take_every_decoder_path():
+    from netsqueeze.core import rans as R
+
+    paths = set()
+    for body, _ in BODIES.values():
+        rec = C.read_nsq(frame([body])).records[0]
+        rec.decode()
+        assert len(body) < 500
+        for stream in (rec.gaps.rans, rec.indices.rans):
+            nctx = stream.freqs.shape[0]
+            scalar = stream.n_lanes <= R._SCALAR_LANES
+            slots = ((nctx << stream.prob_bits) <= stream.n_symbols if scalar
+                     else R.slot_tables(stream))
+            paths.add((scalar, slots))
+    assert paths == {(True, True), (True, False), (False, True), (False, False)}
 
 
-def test_truncation_at_every_length():
-    for k in range(len(BODY)):
+@pytest.mark.parametrize("path", BODIES)
+def test_truncation_at_every_length(path):
+    body, start = BODIES[path]
+    for k in range(len(body)):
         with pytest.raises(FormatError):
-            C.read_nsq(frame([BODY[:k]])).arrays()
+            C.read_nsq(frame([body[:k]])).arrays()
     # and cut inside a stream but padded back to the body's length with zeros
-    for k in range(STREAM_START, len(BODY), 3):
-        check_reader(frame([BODY[:k] + bytes(len(BODY) - k)]))
+    for k in range(start, len(body), 3):
+        check_reader(frame([body[:k] + bytes(len(body) - k)]))
 
 
-def test_bit_flips_in_every_byte_of_the_streams():
-    good = C.read_nsq(frame([BODY])).arrays()["w"].tobytes()
+@pytest.mark.parametrize("path", BODIES)
+def test_bit_flips_in_every_byte_of_the_streams(path):
+    body, start = BODIES[path]
+    good = C.read_nsq(frame([body])).arrays()["w"].tobytes()
     silent = 0
-    for pos in range(STREAM_START, len(BODY)):
+    for pos in range(start, len(body)):
         for bit in {pos % 8, 7 - pos % 8}:
-            b = bytearray(BODY)
+            b = bytearray(body)
             b[pos] ^= 1 << bit
             check_reader(frame([bytes(b)]))
             try:
@@ -297,14 +316,15 @@ def test_bit_flips_in_every_byte_of_the_streams():
             except FormatError:
                 pass
     # the lane-state check catches (nearly) every corrupt payload (the CRCs were recomputed)
-    assert silent <= 0.05 * 2 * (len(BODY) - STREAM_START)
+    assert silent <= 0.05 * 2 * (len(body) - start)
 
 
 @FAST
 @given(st.data())
 def test_altered_length_fields(data):
-    b = bytearray(BODY)
-    pos = data.draw(st.integers(STREAM_START, len(b) - 4), label="pos")
+    body, start = BODIES[data.draw(st.sampled_from(sorted(BODIES)), label="path")]
+    b = bytearray(body)
+    pos = data.draw(st.integers(start, len(b) - 4), label="pos")
     fmt = data.draw(st.sampled_from(["<B", "<H", "<I", "<Q"]), label="fmt")
     size = struct.calcsize(fmt)
     pos = min(pos, len(b) - size)
@@ -320,10 +340,10 @@ def test_altered_length_fields(data):
 
 
 @FAST
-@given(st.integers(0, 2**32 - 1))
-def test_random_contexts_only_format_error(seed):
+@given(st.integers(0, 2**32 - 1), st.sampled_from(sorted(BODIES)))
+def test_random_contexts_only_format_error(seed, path):
     rng = np.random.default_rng(seed)
-    r = C.read_nsq(frame([BODY])).records[0].indices.rans
+    r = C.read_nsq(frame([BODIES[path][0]])).records[0].indices.rans
     n_ext = r.n_ext
     ext = rng.integers(0, max(n_ext, 2) + 1, size=int(rng.integers(0, r.n_symbols + 2)))
     try:
