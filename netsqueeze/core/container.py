@@ -411,10 +411,13 @@ def encode_stream(
     """
     _check_entropy(entropy)
     if entropy in ("auto", "rans"):
-        base = encode_stream(symbols, alphabet_size, entropy="classic")
         s = np.asarray(symbols).reshape(-1)
         r = _rans_stream(s, int(alphabet_size), ext, n_ext) if s.size else None
-        if r is not None and (entropy == "rans" or r.nbytes < base.nbytes):
+        # the fixed/Huffman stream is coded only when it could be the smaller one
+        if r is not None and (entropy == "rans" or r.nbytes < _classic_least(s, alphabet_size)):
+            return r
+        base = encode_stream(s, alphabet_size, entropy="classic")
+        if r is not None and r.nbytes < base.nbytes:
             return r
         return base
     if entropy == "classic":
@@ -438,6 +441,18 @@ def encode_stream(
     if entropy == "auto" and fixed_size <= h.nbytes:
         return _fixed_stream(s, a)
     return h
+
+
+def _classic_least(s: np.ndarray, a: int) -> int:
+    """A lower bound of ``encode_stream(s, a, entropy="classic").nbytes`` from the counts:
+    the fixed-width size, or the Huffman payload with the fixed fields and code-length table
+    (block offsets left out), whichever is smaller."""
+    counts = _ent.symbol_counts(s, int(a))
+    lengths = _ent.huffman_code_lengths(counts)
+    nl = int(np.flatnonzero(lengths)[-1]) + 1
+    least = (_nbytes_bits(_ent.huffman_payload_bits(counts, lengths)) + 38
+             + _nbytes_bits(nl * _LEN_BITS))
+    return min(22 + _nbytes_bits(s.size * _ent.fixed_width(int(a))), least)
 
 
 def _read_stream(

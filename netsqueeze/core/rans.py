@@ -17,8 +17,17 @@ coded with those fixed frequencies. So decoding needs no model updates and runs 
 over *lanes*: the stream is cut into ``nl`` contiguous blocks of ``S = ceil(n / nl)`` symbols
 (the last one may be shorter), every lane is an rANS coder of its own with a 32-bit state,
 and the lanes share one stream of 16-bit words, read in lane order within each step. One numpy
-step decodes one symbol of every lane, so the Python overhead is ``S`` steps however long the
-stream is (the writer uses ``S ~ 2 sqrt(n)``, 1,024 to 8,192).
+step codes one symbol of every lane, so the Python overhead is ``S`` steps however long the
+stream is (the writer uses ``S ~ 2 sqrt(n)``, 1,024 to 8,192); streams of at most 16 lanes are
+decoded symbol by symbol in plain Python instead (cheaper than numpy steps of a few lanes).
+
+The writer's model search (:func:`choose_rans`) counts the symbols once, by (external
+context, previous symbol or a fine bucket of it, symbol), and reads every candidate model's
+counts from that table; the encoder is vectorised across lanes (a float64 reciprocal for the
+division, the emitted words compacted once at the end). Decoding builds per-slot tables only
+when the stream has enough symbols to pay for them, otherwise it binary-searches the
+frequency table, so its cost is bounded by the stream's bytes and its output, not by the
+model it declares (:func:`decode_work_bytes` is what the decode budget charges).
 
 rANS parameters (as in Giesen's ``rans_word``): state ``x`` in ``[2**16, 2**32)``; encoding
 ``s`` with frequency ``f`` and cumulative start ``c`` first renormalises (while
