@@ -100,14 +100,14 @@ def test_many_tiny_streams_with_the_largest_model_decode_in_linear_time():
 def test_the_most_lock_step_work_a_byte_allows_stays_linear():
     """Streams of 17 lanes (the fewest decoded with numpy steps) and as many steps as the
     reader accepts for their bytes (8 a byte): each step costs several microseconds whatever
-    its width, so this is the most decoding time a byte of file can ask for, about 25 us a
-    byte (1.1 s for this 50 KB file, read, decoded and inspected, when the machine is idle;
-    the symbols decoded, 4.4 M, are within the 1/64-bit-a-symbol rule)."""
+    its width, so this is about the most decoding time a byte of file can ask for: ~26 us a
+    byte for each decoding pass (1.35 s for this 26 KB file, read, decoded and inspected, at
+    load 5 on 2 cores; the 2.2 M symbols decoded are within the 1/64-bit-a-symbol rule)."""
     one = few_lane_record("probe", R._SCALAR_LANES + 1, 1)
     steps = 8 * one.indices.nbytes  # the most the reader accepts: 8 a byte of the stream
-    records = [few_lane_record(f"w{i}", R._SCALAR_LANES + 1, steps) for i in range(300)]
+    records = [few_lane_record(f"w{i}", R._SCALAR_LANES + 1, steps) for i in range(150)]
     data = C.nsq_bytes(records)
-    assert 40_000 < len(data) < 60_000
+    assert 20_000 < len(data) < 30_000
     seconds, result = cpu_seconds(lambda: decode_everything(data))
     assert not isinstance(result, Exception), result
     for r in records:
