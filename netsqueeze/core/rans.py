@@ -376,7 +376,6 @@ def _encode_keys(key: np.ndarray, fk: np.ndarray, ck: np.ndarray, p: int, nl: in
     next integer), and ``x // f * 2**P + x % f + c = x + c + (x // f) * (2**P - f)``. The keys
     of a block of steps are transposed and widened to numpy's index type at once.
     """
-    n = key.size
     fk = np.asarray(fk, np.int64)
     xmax = fk << (32 - p)  # renormalise while x >= f * 2**(32 - P) (at most once)
     inv = (1.0 + 2.0**-40) / np.maximum(fk, 1).astype(np.float64)
