@@ -362,6 +362,29 @@ def _starts(freqs: np.ndarray) -> np.ndarray:
 _KEY_BLOCK = 128
 
 
+def _encode_scalar(key: np.ndarray, fk, ck, p: int, nl: int, lane: int):
+    """:func:`_encode_keys` for few lanes, with Python integers (same steps and words)."""
+    n = key.size
+    f = np.asarray(fk, np.int64)[key].tolist()
+    c = np.asarray(ck, np.int64)[key].tolist()
+    shift = 32 - p
+    x = [_L] * nl
+    emitted = []  # in reverse reading order: steps backwards, lanes backwards in a step
+    last_len = n - (nl - 1) * lane
+    for t in range(lane - 1, -1, -1):
+        for i in range((nl if t < last_len else nl - 1) - 1, -1, -1):
+            j = i * lane + t
+            fj = f[j]
+            xs = x[i]
+            if xs >= fj << shift:
+                emitted.append(xs & 0xFFFF)
+                xs >>= 16
+            q, r = divmod(xs, fj)
+            x[i] = (q << p) + r + c[j]
+    emitted.reverse()
+    return np.array(x, np.int64), np.array(emitted, np.uint16)
+
+
 def _encode_keys(key: np.ndarray, fk: np.ndarray, ck: np.ndarray, p: int, nl: int, lane: int):
     """Lane states and words of symbols given by their keys: symbol ``i`` has frequency
     ``fk[key[i]]`` and start ``ck[key[i]]``. They are coded in ``nl`` lanes of ``lane``
@@ -376,6 +399,8 @@ def _encode_keys(key: np.ndarray, fk: np.ndarray, ck: np.ndarray, p: int, nl: in
     next integer), and ``x // f * 2**P + x % f + c = x + c + (x // f) * (2**P - f)``. The keys
     of a block of steps are transposed and widened to numpy's index type at once.
     """
+    if nl <= _SCALAR_LANES:
+        return _encode_scalar(key, fk, ck, p, nl, lane)
     fk = np.asarray(fk, np.int64)
     xmax = fk << (32 - p)  # renormalise while x >= f * 2**(32 - P) (at most once)
     inv = (1.0 + 2.0**-40) / np.maximum(fk, 1).astype(np.float64)
@@ -708,8 +733,8 @@ def choose_rans(
 
     The counts of every model come from one count of (external context, fine bucket of the
     previous symbol, symbol) triples: the fine buckets are the previous symbol itself when
-    that table has at most ``2**20`` cells, else the buckets cut at the union of all the
-    models' thresholds. Each model's buckets are unions of fine buckets, so its counts are
+    that table has at most ``2**20`` cells and not many more than the symbols, else the
+    buckets cut at the union of all the models' thresholds. Each model's buckets are unions of fine buckets, so its counts are
     sums of rows of that table (exactly the counts a pass over the symbols would give, so the
     choice does not depend on how they were obtained), and the encoder reads the chosen
     model's frequencies through the triples' keys.
@@ -736,7 +761,7 @@ def choose_rans(
     # previous symbol restarting at 0 on every lane. Count (external context, fine bucket of
     # the previous symbol, symbol) once: fine buckets are the previous symbol itself when the
     # table is small, else the buckets cut at the union of every model's thresholds.
-    per_symbol = ne * n_used * n_used <= _JOINT_MAX
+    per_symbol = ne * n_used * n_used <= min(_JOINT_MAX, max(1 << 12, 2 * n))
     if per_symbol:
         counts0 = None
         nf = n_used
