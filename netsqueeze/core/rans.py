@@ -483,16 +483,21 @@ def decode_table_bytes(stream: RansStream, slots: bool | None = None) -> int:
     if slot_tables(stream) if slots is None else slots:
         # uint16 symbol, frequency and offset a slot, and one row's int64 temporaries
         return (6 * nctx + 32) << stream.prob_bits
-    # int64 keys, symbols and frequencies an entry, the rows (copied) and their starts
-    return 48 * nctx * n_used
+    # the rows (copied), their starts and a temporary, then per non-zero entry its context
+    # and symbol indices, frequency, start and key (int64 each)
+    return 72 * nctx * n_used
 
 
-def _decode_rows(freqs: np.ndarray) -> np.ndarray:
-    """The frequency rows, unused contexts borrowing the first used one's row."""
+def _decode_rows(freqs: np.ndarray, p: int) -> np.ndarray:
+    """The frequency rows the decoder uses: an unused context (no symbol was coded in it, so
+    a valid stream never reaches it) gets all ``2**P`` slots on symbol 0, which leaves the
+    state unchanged; a corrupt stream that reaches it fails the end-state check."""
     used = freqs.sum(axis=1) > 0
     if used.all():
         return freqs
-    return np.where(used[:, None], freqs, freqs[int(np.argmax(used))][None, :])
+    rows = freqs.copy()
+    rows[~used, 0] = 1 << p
+    return rows
 
 
 def _decode_tables(freqs: np.ndarray, p: int):
@@ -500,7 +505,7 @@ def _decode_tables(freqs: np.ndarray, p: int):
     time, so the temporaries are one row's)."""
     nctx, n_used = freqs.shape
     m = 1 << p
-    rows = _decode_rows(freqs)
+    rows = _decode_rows(freqs, p)
     # uint16 (symbols < 2**16, frequencies and offsets <= 2**15): 6 bytes per slot, at most
     # 16 contexts x 2**15 slots = 3 MiB for the largest model a stream may declare
     sym = np.zeros((nctx, m), np.uint16)
@@ -518,17 +523,14 @@ def _decode_tables(freqs: np.ndarray, p: int):
 
 
 def _search_tables(freqs: np.ndarray, p: int):
-    """Per (context, symbol) entry, in context-major order: its start plus ``context * 2**P``
-    (non-decreasing over all entries), symbol and frequency. The symbol of slot ``v`` of
-    context ``j`` is the last entry whose key is ``<= j * 2**P + v``: entries after it in the
-    row start beyond ``v``, the next row starts at ``(j + 1) * 2**P``, and an entry with the
-    same start before it has frequency 0."""
-    nctx, n_used = freqs.shape
-    rows = _decode_rows(freqs)
-    starts = np.cumsum(rows, axis=1) - rows
-    keys = (starts + (np.arange(nctx, dtype=np.int64) << p)[:, None]).reshape(-1)
-    sym = np.tile(np.arange(n_used, dtype=np.int64), nctx)
-    return keys, sym, rows.reshape(-1).astype(np.int64)
+    """Per (context, symbol) entry of non-zero frequency, in context-major order: its start
+    plus ``context * 2**P`` (increasing over all entries), symbol and frequency. The symbol
+    of slot ``v`` of context ``j`` is the last entry whose key is ``<= j * 2**P + v``."""
+    rows = _decode_rows(freqs, p)
+    ctx, sym = np.nonzero(rows)
+    fr = rows[ctx, sym]
+    keys = (ctx.astype(np.int64) << p) + (np.cumsum(rows, axis=1) - rows)[ctx, sym]
+    return keys, sym.astype(np.int64), fr.astype(np.int64)
 
 
 #: Streams of at most this many lanes are decoded symbol by symbol in Python: a numpy step
