@@ -649,22 +649,27 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
     out = np.zeros((lane, nl), out_dt)
     last_len = n - (nl - 1) * lane
     mask = (1 << p) - 1
-    prev = np.zeros(nl, np.int64)
+    zeros = np.zeros(nl, out_dt)  # the previous symbol of a lane's first
     for t in range(lane):
         na = nl if t < last_len else nl - 1
-        xa = x[:na]
+        xa = x[:na]  # updated in place
         idx = xa & mask
         if bucket_base is not None:
-            idx += bucket_base[prev[:na]]
+            idx += bucket_base[(out[t - 1] if t else zeros)[:na]]
         if e2 is not None:
             idx += e2[t, :na]
+        xa >>= p
         if skeys is None:
-            s = sym[idx]
-            xa = fr[idx].astype(np.int64) * (xa >> p) + bias[idx]
+            out[t, :na] = sym[idx]
+            xa *= fr[idx]
+            xa += bias[idx]
         else:
-            j = np.searchsorted(skeys, idx, side="right") - 1
-            s = sym[j]
-            xa = fr[j] * (xa >> p) + idx - skeys[j]
+            j = np.searchsorted(skeys, idx, side="right")
+            j -= 1
+            out[t, :na] = sym[j]
+            xa *= fr[j]
+            idx -= skeys[j]
+            xa += idx
         m = xa < _L
         k = int(np.count_nonzero(m))
         if k:
@@ -672,10 +677,6 @@ def rans_decode(stream: RansStream, ext=None) -> np.ndarray:
                 raise FormatError("rANS stream: the words ran out (truncated or corrupt)")
             xa[m] = (xa[m] << 16) | words[ptr : ptr + k]
             ptr += k
-        x[:na] = xa
-        out[t, :na] = s
-        if bucket_base is not None:
-            prev[:na] = s
     if ptr != nw or np.any(x != _L):
         raise FormatError("rANS stream: corrupt payload (the decoder did not end where it began)")
     return out.T.reshape(-1)[:n]
