@@ -385,6 +385,18 @@ def _rans_stream(s: np.ndarray, a: int, ext, n_ext: int) -> StreamRecord | None:
     return StreamRecord("rans", r.n_symbols, a, 8 * len(payload), payload, rans=r)
 
 
+def _classic_least(s: np.ndarray, a: int) -> int:
+    """A lower bound of ``encode_stream(s, a, entropy="classic").nbytes`` from the counts:
+    the fixed-width size, or the Huffman payload with the fixed fields and code-length table
+    (block offsets left out), whichever is smaller."""
+    counts = _ent.symbol_counts(s, int(a))
+    lengths = _ent.huffman_code_lengths(counts)
+    nl = int(np.flatnonzero(lengths)[-1]) + 1
+    least = (_nbytes_bits(_ent.huffman_payload_bits(counts, lengths)) + 38
+             + _nbytes_bits(nl * _LEN_BITS))
+    return min(22 + _nbytes_bits(s.size * _ent.fixed_width(int(a))), least)
+
+
 def encode_stream(
     symbols, alphabet_size: int, *, entropy: str = "auto", ext=None, n_ext: int = 1
 ) -> StreamRecord:
@@ -441,18 +453,6 @@ def encode_stream(
     if entropy == "auto" and fixed_size <= h.nbytes:
         return _fixed_stream(s, a)
     return h
-
-
-def _classic_least(s: np.ndarray, a: int) -> int:
-    """A lower bound of ``encode_stream(s, a, entropy="classic").nbytes`` from the counts:
-    the fixed-width size, or the Huffman payload with the fixed fields and code-length table
-    (block offsets left out), whichever is smaller."""
-    counts = _ent.symbol_counts(s, int(a))
-    lengths = _ent.huffman_code_lengths(counts)
-    nl = int(np.flatnonzero(lengths)[-1]) + 1
-    least = (_nbytes_bits(_ent.huffman_payload_bits(counts, lengths)) + 38
-             + _nbytes_bits(nl * _LEN_BITS))
-    return min(22 + _nbytes_bits(s.size * _ent.fixed_width(int(a))), least)
 
 
 def _read_stream(

@@ -510,3 +510,25 @@ def test_every_coder_path_gives_the_same_result(data):
             assert o is outs[0]
     if not corrupt:
         assert np.array_equal(outs[0], s)
+
+
+@FAST
+@given(st.data())
+def test_writer_keeps_the_smaller_stream_and_skips_huffman_only_when_it_cannot_win(data):
+    """``encode_stream(entropy="auto")`` codes the fixed/Huffman stream only when a lower
+    bound of its size is not above the rANS stream: that bound never exceeds the real size,
+    so the writer still keeps whichever stream is smaller (the classic one on a tie)."""
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    a = data.draw(st.sampled_from([1, 2, 3, 16, 256, 1000]), label="alphabet")
+    n = data.draw(st.integers(1, 4000), label="n")
+    s = geometric_symbols(rng, n, a, data.draw(st.floats(0.2, 40.0), label="scale"))
+    if data.draw(st.booleans(), label="runs"):
+        s = np.repeat(s[: -(-n // 9)], 9)[:n]
+    ext = rng.integers(0, 2, n) if data.draw(st.booleans(), label="ext") else None
+    classic = C.encode_stream(s, a, entropy="classic")
+    assert C._classic_least(s, a) <= classic.nbytes
+    r = C._rans_stream(s, a, ext, 2)
+    got = C.encode_stream(s, a, ext=ext, n_ext=2)
+    want = r if r is not None and r.nbytes < classic.nbytes else classic
+    assert got.to_bytes() == want.to_bytes()
