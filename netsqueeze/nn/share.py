@@ -491,7 +491,8 @@ def _strip_shared(module: nn.Module, memo: dict | None = None) -> bool:
         w = memo.get(id(c))
         if w is None:
             with torch.no_grad():
-                w = nn.Parameter(_materialise(module, param).detach().clone(),
+                # index_select made a new tensor already: no clone (one weight less)
+                w = nn.Parameter(_materialise(module, param).detach(),
                                  requires_grad=c.requires_grad)
             memo[id(c)] = w
             memo.setdefault("_keep", []).append(c)  # ids stay unique while the memo lives
