@@ -1049,8 +1049,8 @@ def encode_tensor(
 
     def values_options(cb, sel_bits, ext=None):
         """(size, codebook array, index stream, raw bytes) options for the stored values."""
-        raw = sel_bits.astype(ubits.newbyteorder("<"))
-        opts = [(8 + len(sel_bits) * item, None, None, raw)]  # + the raw length field
+        # raw values stay the selected bits until chosen: no copy of every candidate's values
+        opts = [(8 + len(sel_bits) * item, None, None, sel_bits)]  # + the raw length field
         if cb is not None and 0 < cb[0].size <= max_codebook:
             book = cb[0].view(dtype)
             if cb_dtype != dtype:
@@ -1085,7 +1085,7 @@ def encode_tensor(
         codebook=book,
         gaps=gst,
         indices=ist,
-        raw=None if raw is None else raw.tobytes(),
+        raw=None if raw is None else raw.astype(ubits.newbyteorder("<")).tobytes(),
     )
 
 
