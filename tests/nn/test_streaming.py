@@ -9,7 +9,10 @@ copies a batch of tensors at a time. The references here are the whole-model way
 from __future__ import annotations
 
 import copy
+import json
+import struct
 import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +20,14 @@ import torch
 from torch import nn
 
 from netsqueeze import FormatError
-from netsqueeze.core.container import encode_tensor, nsq_bytes, read_nsq, write_nsq
+from netsqueeze.core.container import (
+    FORMAT_VERSION,
+    MAGIC,
+    encode_tensor,
+    nsq_bytes,
+    read_nsq,
+    write_nsq,
+)
 from netsqueeze.nn import export
 from netsqueeze.nn.export import decoded_state, load_compressed, save_compressed
 from netsqueeze.nn.prune import prune_, strip_
@@ -91,6 +101,11 @@ def test_write_nsq_streams_the_bytes_of_nsq_bytes(tmp_path):
     n = write_nsq(tmp_path / "f.nsq", records, header=header)
     data = (tmp_path / "f.nsq").read_bytes()
     assert data == nsq_bytes(records, header=header) and n == len(data)
+    # the layout of docs/FORMAT.md, joined by hand: head, JSON, records, end marker, CRC32
+    js = json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    body = (MAGIC + struct.pack("<HHII", FORMAT_VERSION, 0, len(js), len(records)) + js
+            + b"".join(r.to_bytes() for r in records) + b"NSQE")
+    assert data == body + struct.pack("<I", zlib.crc32(body))
     assert read_nsq(data).names() == [f"t{i}" for i in range(5)]
     with pytest.raises(ValueError, match="two records are named"):
         write_nsq(tmp_path / "g.nsq", records + records[:1], header=header)
