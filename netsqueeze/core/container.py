@@ -40,7 +40,7 @@ import numpy as np
 from netsqueeze.core import entropy as _ent
 from netsqueeze.core import rans as _rans
 from netsqueeze.core import sparse as _sp
-from netsqueeze.core.fileio import atomic_write_bytes
+from netsqueeze.core.fileio import atomic_write_chunks
 from netsqueeze.errors import DecodeBudgetError, FormatError
 
 __all__ = [
@@ -1064,8 +1064,8 @@ def encode_tensor(
 
     def values_options(cb, sel_bits, ext=None):
         """(size, codebook array, index stream, raw bytes) options for the stored values."""
-        raw = sel_bits.astype(ubits.newbyteorder("<"))
-        opts = [(8 + len(sel_bits) * item, None, None, raw)]  # + the raw length field
+        # raw values stay the selected bits until chosen: no copy of every candidate's values
+        opts = [(8 + len(sel_bits) * item, None, None, sel_bits)]  # + the raw length field
         if cb is not None and 0 < cb[0].size <= max_codebook:
             book = cb[0].view(dtype)
             if cb_dtype != dtype:
@@ -1100,7 +1100,7 @@ def encode_tensor(
         codebook=book,
         gaps=gst,
         indices=ist,
-        raw=None if raw is None else raw.tobytes(),
+        raw=None if raw is None else raw.astype(ubits.newbyteorder("<")).tobytes(),
     )
 
 
@@ -1339,15 +1339,24 @@ class NSQFile:
             When the tensors together, with the working memory of the one being decoded,
             exceed :attr:`max_bytes` (a ``FormatError`` and a ``MemoryError``).
         """
+        return dict(self.iter_arrays())
+
+    def iter_arrays(self):
+        """Decode the tensors one at a time: ``(name, ndarray)`` pairs in file order.
+
+        The same decoding, budget and errors as :meth:`arrays`, without holding every tensor:
+        a caller that copies each one where it belongs and drops it needs the memory of one
+        decoded tensor at a time (the budget still counts every tensor decoded so far).
+        """
         left = default_decode_budget(self.nbytes) if self.max_bytes is None else self.max_bytes
-        out = {}
-        try:
-            for r in self.records:
-                out[r.name] = a = decode_tensor(r, max_bytes=left)
-                left -= a.nbytes
-        except FormatError as e:
-            raise _prefixed(e, self.source) from None
-        return out
+        for r in self.records:
+            try:
+                a = decode_tensor(r, max_bytes=left)
+            except FormatError as e:
+                raise _prefixed(e, self.source) from None
+            left -= a.nbytes
+            yield r.name, a
+            del a
 
     def stats(self) -> list[dict]:
         """:meth:`TensorRecord.stats` of every record."""
@@ -1402,8 +1411,10 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
-def nsq_bytes(records, *, header: dict | None = None) -> bytes:
-    """The bytes of an ``.nsq`` file holding ``records`` (see :func:`write_nsq`)."""
+def _nsq_chunks(records, header: dict | None):
+    """Check ``records`` and ``header``, then return a generator of the file's bytes: the
+    fixed head and JSON header, one record at a time, and the trailer with the checksum of
+    everything before it (so that a writer holds one record's bytes at a time)."""
     records = list(records)
     names = set()
     for r in records:
@@ -1415,15 +1426,32 @@ def nsq_bytes(records, *, header: dict | None = None) -> bytes:
     js = _header_json(header)
     if len(js) > 0xFFFFFFFF:
         raise ValueError("header is larger than 4 GiB")
-    parts = [_FIXED_HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(js), len(records)), js]
-    parts.extend(r.to_bytes() for r in records)
-    parts.append(_END)
-    data = b"".join(parts)
-    return data + struct.pack("<I", zlib.crc32(data))
+    head = _FIXED_HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(js), len(records)) + js
+
+    def chunks():
+        crc = zlib.crc32(head)
+        yield head
+        for r in records:
+            data = r.to_bytes()
+            crc = zlib.crc32(data, crc)
+            yield data
+            del data
+        crc = zlib.crc32(_END, crc)
+        yield _END + struct.pack("<I", crc)
+
+    return chunks()
+
+
+def nsq_bytes(records, *, header: dict | None = None) -> bytes:
+    """The bytes of an ``.nsq`` file holding ``records`` (see :func:`write_nsq`)."""
+    return b"".join(_nsq_chunks(records, header))
 
 
 def write_nsq(path, records, *, header: dict | None = None) -> int:
     """Write an ``.nsq`` file atomically (temp file in the same folder, then rename).
+
+    The records are serialised and written one at a time: the whole file is never held in
+    memory.
 
     Parameters
     ----------
@@ -1439,10 +1467,10 @@ def write_nsq(path, records, *, header: dict | None = None) -> int:
         Bytes written.
     """
     try:
-        data = nsq_bytes(records, header=header)
+        chunks = _nsq_chunks(records, header)
     except ValueError as e:
         raise ValueError(f"cannot write {path}: {e}") from None
-    return atomic_write_bytes(path, data)
+    return atomic_write_chunks(path, chunks)
 
 
 def read_nsq(source, *, max_bytes: int | None = None) -> NSQFile:

@@ -11,11 +11,13 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
     "TEMP_PATTERN",
     "atomic_write_bytes",
+    "atomic_write_chunks",
     "atomic_write_json",
     "atomic_write_text",
     "remove_stray_temps",
@@ -51,13 +53,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> int:
 
     Returns the number of bytes written. The folder is created when missing.
     """
+    return atomic_write_chunks(path, (data,))
+
+
+def atomic_write_chunks(path: str | os.PathLike, chunks: Iterable[bytes]) -> int:
+    """:func:`atomic_write_bytes` of the concatenation of ``chunks``, written one at a time.
+
+    Only one chunk is held at a time, so a large file never sits in memory whole. When the
+    iterable raises, the temporary file is removed and ``path`` is left as it was.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    n = 0
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
+                n += len(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -65,7 +79,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(p.parent)
-    return len(data)
+    return n
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> int:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import gzip
 import io
 import json
@@ -95,6 +96,8 @@ _PACK_PREFIX = "~packed."
 PACKED_GROUP = "(dense tensors, packed)"
 #: dtypes whose dense tensors may be stored as byte planes, and the numpy view they split.
 _PLANE_DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "bfloat16": "<u2"}
+#: Decoded bytes :func:`load_compressed` gathers before copying them into the model.
+_LOAD_BATCH_BYTES = 64 << 20
 _DENSE_COUNTS = "every tensor at its dtype's size, 4 bytes per float32 element, no headers"
 
 
@@ -359,6 +362,120 @@ def _pack_dense(dtype_name: str, members: list, entropy: str = "auto"):
     return separate, None
 
 
+def _tensors_in(obj, depth: int = 0):
+    """Tensors held in ``obj`` directly or inside dicts, lists and tuples (a few levels)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 3 and isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors_in(v, depth + 1)
+    elif depth < 3 and isinstance(obj, list | tuple):
+        for v in obj:
+            yield from _tensors_in(v, depth + 1)
+
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    m = torch.empty_like(t, device="meta")
+    if isinstance(t, nn.Parameter):
+        return nn.Parameter(m, requires_grad=t.requires_grad)
+    return m
+
+
+def _stripped_skeleton(model: nn.Module) -> nn.Module | None:
+    """``strip_(copy.deepcopy(model))`` with every tensor on the meta device: the names,
+    shapes, dtypes, ties and classes of the stripped model at no memory cost; None where the
+    model holds tensors this cannot stand in for (then the caller copies it for real)."""
+    memo: dict = {}
+    for module in model.modules():
+        found = list(module._parameters.values()) + list(module._buffers.values())
+        for key, value in vars(module).items():
+            if key not in ("_parameters", "_buffers", "_modules"):
+                found.extend(_tensors_in(value))
+        for t in found:
+            if t is None or id(t) in memo:
+                continue
+            if type(t) not in (torch.Tensor, nn.Parameter) or t.layout != torch.strided or (
+                t.is_quantized
+            ):
+                return None
+            memo[id(t)] = _meta_like(t)
+    try:
+        return strip_(copy.deepcopy(model, memo))
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+
+
+def _plain_values(model: nn.Module) -> OrderedDict:
+    """``{key: (callable, shape, dtype)}``: each callable computes one tensor of the stripped
+    model's ``state_dict`` from ``model`` without changing it -- what
+    :func:`plain_state_dict` gives, one tensor at a time (shared weights
+    ``cat([centroids, 0])[index]``, pruned weights with exact zeros), so that saving a large
+    model holds one materialised weight at a time."""
+    state = model.state_dict()
+    cent, index = "_centroids", "_index"
+    out: OrderedDict = OrderedDict()
+
+    def shared(c, idx):
+        def value():
+            with torch.no_grad():
+                table = torch.cat([c.reshape(-1), c.new_zeros(1)])
+                return table.index_select(0, idx.reshape(-1).to(c.device)).view(idx.shape)
+        return value, tuple(idx.shape), c.dtype
+
+    def masked(w, mask):
+        def value():
+            with torch.no_grad():
+                return w.masked_fill(~mask.to(w.device), 0)
+        return value, tuple(w.shape), w.dtype
+
+    def plain(t):
+        if not isinstance(t, torch.Tensor):
+            return (lambda: t), None, None
+        return (lambda: t), tuple(t.shape), t.dtype
+
+    for key, v in state.items():
+        base = key[: -len(cent)] if key.endswith(cent) else None
+        if base and isinstance(v, torch.Tensor) and isinstance(state.get(base + index),
+                                                               torch.Tensor):
+            out[base] = shared(v, state[base + index])
+        elif not (key.endswith(index) and isinstance(state.get(key[: -len(index)] + cent),
+                                                     torch.Tensor)):
+            out[key] = plain(v)
+    for key in [k for k in out if k.endswith("_mask")]:
+        mask = state.get(key)
+        wkey = key[: -len("_mask")]
+        w = state.get(wkey)
+        if (isinstance(w, torch.Tensor) and isinstance(mask, torch.Tensor)
+                and mask.dtype == torch.bool and mask.shape == w.shape and wkey in out):
+            out[wkey] = masked(w, mask)
+            del out[key]
+    return out
+
+
+def _stripped(model: nn.Module) -> tuple[nn.Module, OrderedDict]:
+    """The stripped model (its structure) and ``{key: callable giving its tensor}``.
+
+    The structure comes from a meta-device skeleton and the tensors are computed from
+    ``model`` one at a time (:func:`_plain_values`); where the skeleton's keys, shapes or
+    dtypes differ from those, a real ``strip_(copy.deepcopy(model))`` is used instead."""
+    skeleton = _stripped_skeleton(model)
+    if skeleton is not None:
+        values = _plain_values(model)
+        expected = skeleton.state_dict()
+        if list(expected) == list(values) and all(
+            isinstance(t, torch.Tensor) and (tuple(t.shape), t.dtype) == values[k][1:]
+            for k, t in expected.items()
+        ):
+            return skeleton, OrderedDict((k, v[0]) for k, v in values.items())
+    plain = strip_(copy.deepcopy(model))
+    return plain, OrderedDict((k, functools.partial(_same, v))
+                              for k, v in plain.state_dict().items())
+
+
+def _same(value):
+    return value
+
+
 def save_compressed(
     model: nn.Module,
     path: str | os.PathLike,
@@ -437,7 +554,9 @@ def save_compressed(
     factory = _check_factory_spec(factory)
     if factory_args is not None and not isinstance(factory_args, Mapping):
         raise ValueError(f"factory_args must be a dict, got {type(factory_args).__name__}")
-    plain = strip_(copy.deepcopy(model))
+    # the stripped model's structure (a meta-device skeleton) and its tensors computed one at
+    # a time: a large model is never copied whole
+    plain, values = _stripped(model)
     refs = compressible_layers(plain)
     layers = {ref.name: ref.kind for ref in refs}
     plan = _gap_plan(gap_bits, layers)
@@ -457,9 +576,10 @@ def save_compressed(
     planes: dict[str, str] = {}
     groups: dict[str, list] = {}  # dtype -> [(key, array, records, split)] of dense tensors
     dense = dense32 = 0
-    for key, value in state.items():
+    for key in state:
         if key in tied:
             continue
+        value = values[key]()
         if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
             array = value.detach().to("cpu").contiguous().view(torch.int16).numpy().view(
                 np.uint16)
@@ -483,6 +603,7 @@ def save_compressed(
                                                         entropy=entropy)]))
         except ValueError as exc:
             raise ValueError(f"tensor {key!r}: {exc}") from None
+        del value, array  # a dense tensor stays in its group; a weight lives in its record
     packed: dict[str, list] = {}
     records = []
     for kind, item in slots:
@@ -523,6 +644,10 @@ def save_compressed(
         header["codebook_dtype"] = codebook_dtype
     header["meta"] = dict(meta) if meta is not None else {}
     nbytes = write_nsq(path, records, header=header)
+    stats = []
+    for r in records:
+        stats.append(r.stats())
+        r.__dict__.pop("_symbols", None)  # decoded symbols that stats() caches
     return {
         "path": str(path),
         "bytes": nbytes,
@@ -531,7 +656,7 @@ def save_compressed(
         "dense_bytes": dense,
         "dense_float32_bytes": dense32,
         "ratio": dense / nbytes,
-        "records": [r.stats() for r in records],
+        "records": stats,
         "tied": tied,
     }
 
@@ -556,24 +681,37 @@ def _str_map(header: dict, field: str, label: str) -> dict[str, str]:
     return value
 
 
-def decoded_state(source, *, max_bytes: int | None = None) -> OrderedDict:
-    """Every tensor of a model file as a ``state_dict`` (torch tensors, bit for bit), with
-    byte planes joined, bfloat16 restored and tied names filled in (sharing one tensor).
+def _fake_array(shape, dtype) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` that occupies one element (every stride 0)."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=tuple(shape),
+                                           strides=(0,) * len(shape), writeable=False)
 
-    Raises
-    ------
-    FormatError
-        A corrupt file, or header entries (byte planes, dtypes, ties) that do not fit the
-        records.
-    """
-    nsq, label = _open(source, max_bytes)
+
+def _iter_state(nsq: NSQFile, label: str, *, meta: bool = False):
+    """The stored tensors of a model file, one ``(name, tensor)`` at a time, in the order of
+    :func:`decoded_state` (tied aliases left out): byte planes joined, bfloat16 restored,
+    packed tensors split (after the others). With ``meta=True`` nothing is decoded: the
+    tensors are on the meta device (names, shapes and dtypes, with the same checks)."""
     planes = _str_map(nsq.header, "byte_planes", label)
     dtypes = _str_map(nsq.header, "dtypes", label)
-    tied = _str_map(nsq.header, "tied", label)
-    arrays = nsq.arrays()
-    out: OrderedDict = OrderedDict()
+    _str_map(nsq.header, "tied", label)
+    packed = nsq.header.get("packed", {})
+    packs = packed if isinstance(packed, dict) else {}
+    held: dict = {}  # packed records, split at the end
+    names: set = set()
+    arrays = (((r.name, _fake_array(r.shape, r.dtype)) for r in nsq.records) if meta
+              else nsq.iter_arrays())
     pending: dict[str, list] = {}
-    for name, a in arrays.items():
+
+    def emit(name, value, dtype):
+        t = _to_torch(value, dtype, meta=meta)
+        if name in packs:
+            held[name] = t
+            return None
+        names.add(name)
+        return t
+
+    for name, a in arrays:
         base, sep, idx = name.rpartition(_PLANE_SEP)
         if sep and base in planes:
             pending.setdefault(base, []).append((idx, a))
@@ -586,25 +724,34 @@ def decoded_state(source, *, max_bytes: int | None = None) -> OrderedDict:
                     p.dtype != np.uint8 or p.shape != order[0].shape for p in order
                 ):
                     raise FormatError(f"{label}: byte planes of {base!r} do not fit together")
-                joined = np.stack([p.reshape(-1) for p in order], axis=1).reshape(-1)
-                value = joined.view(np.dtype(_PLANE_DTYPES[dt]).newbyteorder("<"))
-                value = value.astype(np.dtype(_PLANE_DTYPES[dt]).newbyteorder("=")).reshape(
-                    order[0].shape)
-                out[base] = _to_torch(value, dt)
-                del pending[base]
+                native = np.dtype(_PLANE_DTYPES[dt]).newbyteorder("=")
+                if meta:
+                    value = _fake_array(order[0].shape, native)
+                else:
+                    joined = np.stack([p.reshape(-1) for p in order], axis=1).reshape(-1)
+                    value = joined.view(np.dtype(_PLANE_DTYPES[dt]).newbyteorder("<"))
+                    value = value.astype(native).reshape(order[0].shape)
+                del pending[base], parts, order
+                t = emit(base, value, dt)
+                del value
+                if t is not None:
+                    yield base, t
             continue
-        out[name] = _to_torch(a, dtypes.get(name))
+        t = emit(name, a, dtypes.get(name))
+        del a
+        if t is not None:
+            yield name, t
+        del t
     if pending:
         raise FormatError(f"{label}: byte planes of {next(iter(pending))!r} are missing")
-    missing = [k for k in planes if k not in out]
+    missing = [k for k in planes if k not in names and k not in held]
     if missing:
         raise FormatError(f"{label}: the header names byte planes of {missing[0]!r}, which "
                           "the file lacks")
-    packed = nsq.header.get("packed", {})
     if not isinstance(packed, dict):
         raise FormatError(f"{label}: header field 'packed' is not a map")
     for pname, listing in packed.items():
-        flat = out.pop(pname, None)
+        flat = held.pop(pname, None)
         if flat is None or flat.dim() != 1:
             raise FormatError(f"{label}: packed tensors {pname!r} have no 1-D record")
         try:
@@ -617,25 +764,63 @@ def decoded_state(source, *, max_bytes: int | None = None) -> OrderedDict:
             raise FormatError(f"{label}: packed tensors {pname!r} hold {flat.numel()} elements "
                               f"but the listing needs {sum(sizes)}")
         for (key, shape), piece in zip(shapes, torch.split(flat, sizes), strict=True):
-            if key in out:
+            if key in names:
                 raise FormatError(f"{label}: tensor {key!r} is stored twice")
-            out[key] = piece.clone().reshape(shape)
+            names.add(key)
+            yield key, piece.clone().reshape(shape)
+
+
+def _check_ties(tied: Mapping[str, str], names, label: str) -> None:
     for alias, first in tied.items():
-        if first not in out or alias in out:
+        if first not in names or alias in names:
             raise FormatError(f"{label}: tie {alias!r} -> {first!r} does not fit the records")
+
+
+def decoded_state(source, *, max_bytes: int | None = None) -> OrderedDict:
+    """Every tensor of a model file as a ``state_dict`` (torch tensors, bit for bit), with
+    byte planes joined, bfloat16 restored and tied names filled in (sharing one tensor).
+
+    Raises
+    ------
+    FormatError
+        A corrupt file, or header entries (byte planes, dtypes, ties) that do not fit the
+        records.
+    """
+    nsq, label = _open(source, max_bytes)
+    out = OrderedDict(_iter_state(nsq, label))
+    tied = _str_map(nsq.header, "tied", label)
+    for alias, first in tied.items():
+        _check_ties({alias: first}, out, label)
         out[alias] = out[first]
     return out
 
 
-def _to_torch(a: np.ndarray, dtype: str | None) -> torch.Tensor:
-    t = torch.from_numpy(np.array(a, copy=True))
+def _to_torch(a: np.ndarray, dtype: str | None, *, meta: bool = False) -> torch.Tensor:
     if dtype is None or dtype == a.dtype.name:
-        return t
-    if dtype == "bfloat16" and a.dtype == np.uint16:
+        target = None
+    elif dtype == "bfloat16" and a.dtype == np.uint16:
+        target = torch.bfloat16
+    elif dtype in _PLANE_DTYPES and np.dtype(_PLANE_DTYPES[dtype]) == a.dtype:
+        target = None
+    else:
+        raise FormatError(f"a tensor is stored as {a.dtype} but the header says {dtype}")
+    if meta:
+        return torch.empty(a.shape, dtype=target or torch.from_numpy(np.zeros(0, a.dtype)).dtype,
+                           device="meta")
+    # a decoded array is fresh and writable: no copy unless it is a read-only view
+    t = torch.from_numpy(a if a.flags.writeable else np.array(a, copy=True))
+    if target is torch.bfloat16:
         return t.view(torch.int16).view(torch.bfloat16)
-    if dtype in _PLANE_DTYPES and np.dtype(_PLANE_DTYPES[dtype]) == a.dtype:
-        return t
-    raise FormatError(f"a tensor is stored as {a.dtype} but the header says {dtype}")
+    return t
+
+
+def _tie_root(name: str, ties: Mapping[str, str]) -> str:
+    """The stored tensor a tied name finally refers to (ties may chain)."""
+    seen = set()
+    while name in ties and name not in seen:
+        seen.add(name)
+        name = ties[name]
+    return name
 
 
 def _retie(model: nn.Module, tied: Mapping[str, str]) -> None:
@@ -727,18 +912,48 @@ def load_compressed(
         model = build(arch).to(map_location)
     elif not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
-    state = decoded_state(nsq)
+    # names, shapes and dtypes first, from the records alone (nothing decoded yet), so that a
+    # file of another architecture leaves the model untouched
+    got = {k: (tuple(t.shape), t.dtype) for k, t in _iter_state(nsq, label, meta=True)}
+    ties = _str_map(nsq.header, "tied", label)
+    for alias, first in ties.items():
+        _check_ties({alias: first}, got, label)
+        got[alias] = got[first]
     expected = model.state_dict()
-    got = {k: (tuple(t.shape), t.dtype) for k, t in state.items()}
     hint = "the file was saved from another architecture"
     if any(k.endswith(("_mask", "_centroids", "_index")) for k in expected if k not in got):
         hint = "strip_ the skeleton first (netsqueeze.nn.prune.strip_): it is pruned or shared"
     _compare(expected, got, what=label, got_label="the file", expected_label="the model",
              hint=hint)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise FormatError(f"{label}: {str(exc).splitlines()[0][:300]}") from None
+    del expected
+    # then decode a tensor at a time and copy it into the model, in batches of about
+    # _LOAD_BATCH_BYTES: a large model never holds a second copy of its weights
+    aliases: dict[str, list] = {}
+    for alias, first in ties.items():
+        aliases.setdefault(_tie_root(first, ties), []).append(alias)
+    batch: dict = {}
+    held = 0
+
+    def flush():
+        try:
+            result = model.load_state_dict(batch, strict=False)
+        except RuntimeError as exc:
+            raise FormatError(f"{label}: {str(exc).splitlines()[0][:300]}") from None
+        if result.unexpected_keys:
+            raise FormatError(f"{label}: the model has no tensor {result.unexpected_keys[0]!r}")
+        batch.clear()
+
+    for name, t in _iter_state(nsq, label):
+        batch[name] = t
+        for alias in aliases.get(name, ()):
+            batch[alias] = t
+        held += t.numel() * t.element_size()
+        del t
+        if held >= _LOAD_BATCH_BYTES:
+            flush()
+            held = 0
+    if batch:
+        flush()
     tied = nsq.header.get("tied") or {}
     try:
         _retie(model, tied)

@@ -529,11 +529,18 @@ def is_pruned(module: nn.Module, param: str = "weight") -> bool:
     return param in _pruned_params(module)
 
 
-def _install_mask(module: nn.Module, keep: torch.Tensor, param: str = "weight") -> None:
-    """Make ``keep`` (bool, the parameter's shape) its mask, zero the parameter, guard it."""
+def _install_mask(module: nn.Module, keep: torch.Tensor, param: str = "weight", *,
+                  owned: bool = False) -> None:
+    """Make ``keep`` (bool, the parameter's shape) its mask, zero the parameter, guard it.
+
+    ``owned=True``: ``keep`` is a fresh tensor nobody else holds, kept as the buffer without
+    a copy (one byte per weight less at the peak of pruning a large model).
+    """
     w = module._parameters[param]
     buf = mask_buffer(param)
+    given = keep
     keep = keep.to(device=w.device, dtype=torch.bool)
+    owned = owned or keep is not given  # .to() made a copy already
     found = _find_keeper(module)
     if found is not None and param in found[1].params and buf not in module._buffers:
         _detach_pruning(module, param, zero=False)  # its mask buffer was removed by hand
@@ -544,7 +551,7 @@ def _install_mask(module: nn.Module, keep: torch.Tensor, param: str = "weight") 
                 f"{type(module).__name__} already has an attribute {buf!r} that "
                 "netsqueeze did not create (torch.nn.utils.prune?); remove it before pruning"
             )
-        module.register_buffer(buf, keep.clone())
+        module.register_buffer(buf, keep if owned else keep.clone())
         if found is None:
             keeper = _PruneKeeper([param])
             module.register_forward_pre_hook(keeper)
@@ -555,7 +562,7 @@ def _install_mask(module: nn.Module, keep: torch.Tensor, param: str = "weight") 
     else:
         keeper = found[1]
         old = module._buffers[buf]
-        module._buffers[buf] = (keep & old.to(keep.device)).clone()
+        module._buffers[buf] = keep & old.to(keep.device)  # a new tensor
     mask = module._buffers[buf]
     with torch.no_grad():
         w.masked_fill_(~mask, 0.0)
@@ -735,8 +742,11 @@ def prune_(
                 new[name] = rule(weights[name], float(value), mask=olds.get(name))
     for ref in layers:
         if ref.name in new:
-            _install_mask(ref.module, torch.from_numpy(np.ascontiguousarray(new[ref.name])),
-                          ref.param)
+            # the per-layer rules return new arrays (never an old mask itself): the buffer
+            # can hold one without a copy; global masks are views of one array, copied apart
+            keep = torch.from_numpy(np.ascontiguousarray(new.pop(ref.name)))
+            _install_mask(ref.module, keep, ref.param, owned=config.scope != "global")
+            del keep
     return model
 
 

@@ -390,7 +390,8 @@ def _host(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def _as_index(index, shape: tuple[int, ...], k: int, where: str) -> np.ndarray:
+def _as_index(index, shape: tuple[int, ...], k: int, where: str, *,
+              copy: bool = True) -> np.ndarray:
     a = _host(index)
     if a.shape != shape:
         raise ValueError(f"{where}: index has shape {a.shape} but the weight has shape {shape}")
@@ -401,7 +402,7 @@ def _as_index(index, shape: tuple[int, ...], k: int, where: str) -> np.ndarray:
             f"{where}: index values must lie in [0, {k}] ({k} = len(centroids) marks a pruned "
             f"weight), got [{int(a.min())}, {int(a.max())}]"
         )
-    return a.astype(np.int32)
+    return a.astype(np.int32, copy=copy)
 
 
 def _install(module: nn.Module, param: str, cent: nn.Parameter, index: torch.Tensor,
@@ -416,7 +417,7 @@ def _install(module: nn.Module, param: str, cent: nn.Parameter, index: torch.Ten
 
 def share_layer_(
     module: nn.Module, centroids, index, *, bits: int | None = None, param: str = "weight",
-    aliases=(), name: str | None = None,
+    aliases=(), name: str | None = None, _owned_index: bool = False,
 ) -> nn.Module:
     """Make one parameter share weights, with given centroids and assignments.
 
@@ -456,7 +457,9 @@ def share_layer_(
         raise ValueError(f"centroids must be 1-D, got shape {c.shape}")
     if not np.all(np.isfinite(c)):
         raise ValueError("centroids hold NaN or infinite values")
-    idx = _as_index(index, tuple(w.shape), c.size, type(module).__name__)
+    # an index array the caller hands over (_owned_index: share_weights_'s own) is not copied
+    idx = _as_index(index, tuple(w.shape), c.size, type(module).__name__,
+                    copy=not _owned_index)
     old_mask = _prune._detach_pruning(module, param, zero=False)  # the sentinel takes over
     if old_mask is not None:  # a pruned weight is never resurrected
         idx[~old_mask.cpu().numpy()] = c.size
@@ -488,7 +491,8 @@ def _strip_shared(module: nn.Module, memo: dict | None = None) -> bool:
         w = memo.get(id(c))
         if w is None:
             with torch.no_grad():
-                w = nn.Parameter(_materialise(module, param).detach().clone(),
+                # index_select made a new tensor already: no clone (one weight less)
+                w = nn.Parameter(_materialise(module, param).detach(),
                                  requires_grad=c.requires_grad)
             memo[id(c)] = w
             memo.setdefault("_keep", []).append(c)  # ids stay unique while the memo lives
@@ -585,7 +589,11 @@ def share_weights_(
         )
         raise ValueError("no layer to share in this model" + hint)
     config.validate([ref.name for ref in layers])
-    for ref in layers:
+    layers.reverse()
+    while layers:
+        # pop each reference: a weight is freed as soon as its layer shares weights, so a
+        # large model never holds all its weights and all its index buffers at once
+        ref = layers.pop()
         bits = config.bits_for(ref.name, ref.kind)
         w = ref.weight.detach().to(device="cpu", dtype=torch.float32).numpy()
         keep = w != 0
@@ -613,8 +621,11 @@ def share_weights_(
             centroids = km.centroids_.astype(np.float32)
             index = np.full(w.shape, centroids.size, np.int32)
             index[keep] = km.labels_
+        del w, keep, survivors, old
         share_layer_(ref.module, centroids, index, bits=bits, param=ref.param,
-                     aliases=[(m, p) for _, m, p in ref.aliases], name=ref.name)
+                     aliases=[(m, p) for _, m, p in ref.aliases], name=ref.name,
+                     _owned_index=True)
+        del ref, index
     return model
 
 
