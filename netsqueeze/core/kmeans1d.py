@@ -764,27 +764,29 @@ class _Chain:
     current histogram. ``rows[r]`` holds, for ``beta`` in ``[rlo[r], rhi[r]]``, the least value of
     ``sum(c'(run))`` over runs ``1 .. r``, where a run of bins ``[alpha, beta)`` costs
 
-    ``c'(alpha, beta) = cost(alpha, beta) - 2 T hi_ext[beta] [run not first]
-    + 2 T lo_ext[alpha] [run not last]``
+    ``c'(alpha, beta) = cost(alpha, beta) - 2 T[r - 1] hi_ext[beta] [run not first]
+    + 2 T[r] lo_ext[alpha] [run not last]``
 
-    (``cost`` the exact SSE of the values of those bins; an empty run costs 0). The two ``T``
-    terms are separable, so ``c'`` keeps the quadrangle inequality and :func:`_row_min` applies.
+    for run ``r`` (``cost`` the exact SSE of the values of those bins), and an empty run
+    (``alpha == beta``) costs ``2 (T[r] - T[r - 1]) v[beta]``, ``v[beta]`` the first value after
+    the boundary. For a fixed ``r`` the ``T`` terms are separable, so ``c'`` keeps the
+    quadrangle inequality and :func:`_row_min` applies.
     """
 
-    def __init__(self, Wc, S1c, S2c, lo_ext, hi_ext, T, rlo, rhi, k):
+    def __init__(self, Wc, S1c, S2c, lo_ext, hi_ext, v, T, rlo, rhi, k):
         self.Wc, self.S1c, self.S2c, self.lo_ext, self.hi_ext = Wc, S1c, S2c, lo_ext, hi_ext
-        self.T2, self.rlo, self.rhi = 2.0 * T, rlo, rhi
+        self.v, self.T2, self.rlo, self.rhi = v, 2.0 * T, rlo, rhi
         self.rows = [None] * k
         self.opts = [None] * k
         a, e = rlo[1], rhi[1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = S2c[a : e + 1] - S1c[a : e + 1] ** 2 / Wc[a : e + 1]
-        v[Wc[a : e + 1] <= 0] = 0.0
-        self.rows[1] = v + self.T2 * lo_ext[0]
+            c = S2c[a : e + 1] - S1c[a : e + 1] ** 2 / Wc[a : e + 1]
+        c[Wc[a : e + 1] <= 0] = 0.0
+        self.rows[1] = c + self.T2[1] * lo_ext[0]
 
     def step_input(self, r: int):
         pa, pe, a, e = self.rlo[r - 1], self.rhi[r - 1], self.rlo[r], self.rhi[r]
-        A = self.rows[r - 1] + self.T2 * self.lo_ext[pa : pe + 1] - self.S2c[pa : pe + 1]
+        A = self.rows[r - 1] + self.T2[r] * self.lo_ext[pa : pe + 1] - self.S2c[pa : pe + 1]
         ii = slice(a, e + 1)
         t_last = np.minimum(np.arange(a, e + 1) - 1, pe) - pa  # non-empty runs: alpha < beta
         return (A, self.Wc[pa : pe + 1], self.S1c[pa : pe + 1], self.Wc[ii], self.S1c[ii],
@@ -792,10 +794,11 @@ class _Chain:
 
     def step_output(self, r: int, D: np.ndarray, o: np.ndarray):
         pa, pe, a, e = self.rlo[r - 1], self.rhi[r - 1], self.rlo[r], self.rhi[r]
-        D = D - self.T2 * self.hi_ext[a : e + 1]
+        D = D - self.T2[r - 1] * self.hi_ext[a : e + 1]
         lo_c, hi_c = max(a, pa), min(e, pe)
-        if lo_c <= hi_c:  # an empty run (alpha == beta) costs 0
+        if lo_c <= hi_c:  # an empty run (alpha == beta)
             emp = self.rows[r - 1][lo_c - pa : hi_c - pa + 1]
+            emp = emp + (self.T2[r] - self.T2[r - 1]) * self.v[lo_c : hi_c + 1]
             cur = D[lo_c - a : hi_c - a + 1]
             better = emp < cur
             cur[better] = emp[better]
@@ -923,15 +926,13 @@ def _certified_partition(data: _SortedData, k: int, starts: np.ndarray):
         hi = d[pos[1:] - 1]
         lo_ext = np.concatenate((lo[:1], lo))  # lo of the bin before boundary alpha
         hi_ext = np.concatenate((hi, hi[-1:]))  # hi of the bin after boundary beta
-        T = 0.0
+        v = np.concatenate((lo, hi[-1:]))  # the first value after each boundary
+        T = np.zeros(k + 1)  # T[j] >= tau of every bin in the range of cut j
         if not final:
-            tau = _snap_slack(data, pos, d, C0, C1)
-            live = np.zeros(M + 1, dtype=np.int64)
-            np.add.at(live, rlo[1:], 1)
-            np.add.at(live, rhi[1:], -1)
-            inside = np.cumsum(live)[:M] > 0
-            T = float(max(tau[inside].max(initial=0.0), 0.0))
-        fwd = _Chain(Wc, S1c, S2c, lo_ext, hi_ext, T, rlo, rhi, k)
+            tau = np.maximum(_snap_slack(data, pos, d, C0, C1), 0.0)
+            for j in range(1, k):
+                T[j] = tau[rlo[j] : max(rhi[j], rlo[j] + 1)].max()
+        fwd = _Chain(Wc, S1c, S2c, lo_ext, hi_ext, v, T, rlo, rhi, k)
         chains = [fwd]
         if not final:  # the backward programme: the same on the mirrored histogram
             rlo_b = np.zeros(k, dtype=np.int64)
@@ -940,7 +941,7 @@ def _certified_partition(data: _SortedData, k: int, starts: np.ndarray):
             rhi_b[1:] = M - rlo[1:][::-1]
             bwd = _Chain(
                 Wc[-1] - Wc[::-1], S1c[::-1] - S1c[-1], S2c[-1] - S2c[::-1],
-                -hi_ext[::-1], -lo_ext[::-1], T, rlo_b, rhi_b, k,
+                -hi_ext[::-1], -lo_ext[::-1], -v[::-1], T[::-1].copy(), rlo_b, rhi_b, k,
             )
             chains.append(bwd)
         _run_chains(chains, k)
@@ -949,7 +950,7 @@ def _certified_partition(data: _SortedData, k: int, starts: np.ndarray):
         with np.errstate(divide="ignore", invalid="ignore"):
             last = (S2c[M] - S2c[a : e + 1]) - (S1c[M] - S1c[a : e + 1]) ** 2 / dW
         last[dW <= 0] = 0.0
-        total = fwd.rows[k - 1] + last - 2.0 * T * hi_ext[M]
+        total = fwd.rows[k - 1] + last - 2.0 * T[k - 1] * hi_ext[M]
         best = int(np.argmin(total))
         if not np.isfinite(total[best]):
             return None
