@@ -777,24 +777,48 @@ class _Chain:
     quadrangle inequality and :func:`_row_min` applies.
     """
 
-    def __init__(self, Wc, S1c, S2c, lo_ext, hi_ext, v, T, rlo, rhi, k):
+    def __init__(self, Wc, S1c, S2c, lo_ext, hi_ext, v, T, rlo, rhi, k, local=None):
         self.Wc, self.S1c, self.S2c, self.lo_ext, self.hi_ext = Wc, S1c, S2c, lo_ext, hi_ext
         self.v, self.T2, self.rlo, self.rhi = v, 2.0 * T, rlo, rhi
+        self.local = local  # (data, pos): sums of each step about a local value, for precision
         self.rows = [None] * k
         self.opts = [None] * k
         a, e = rlo[1], rhi[1]
+        W, S1, S2 = self.sums(0, 0, a, e)[3:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            c = S2c[a : e + 1] - S1c[a : e + 1] ** 2 / Wc[a : e + 1]
-        c[Wc[a : e + 1] <= 0] = 0.0
+            c = S2 - S1**2 / W
+        c[W <= 0] = 0.0
         self.rows[1] = c + self.T2[1] * lo_ext[0]
+
+    def sums(self, pa, pe, a, e):
+        """Prefix sums at the boundaries ``pa..pe`` (columns) and ``a..e`` (rows).
+
+        Global ones, or (``local``) sums of the values from the first of these boundaries on,
+        about the value in the middle of that span: small numbers, so the run costs keep their
+        relative precision instead of that of sums over the whole data.
+        """
+        cols, rows = slice(pa, pe + 1), slice(a, e + 1)
+        if self.local is None:
+            return (self.Wc[cols], self.S1c[cols], self.S2c[cols],
+                    self.Wc[rows], self.S1c[rows], self.S2c[rows])
+        data, pos = self.local
+        p0, p1 = pos[min(pa, a)], pos[max(pe, e)]
+        x = data.s[p0:p1].astype(np.float64)
+        x -= x[x.size // 2] if x.size else 0.0
+        w = np.ones(x.size) if data.w is None else data.w[p0:p1]
+        c0 = np.concatenate(([0.0], np.cumsum(w)))
+        wx = w * x
+        c1 = np.concatenate(([0.0], np.cumsum(wx)))
+        c2 = np.concatenate(([0.0], np.cumsum(wx * x)))
+        ic, ir = pos[cols] - p0, pos[rows] - p0
+        return c0[ic], c1[ic], c2[ic], c0[ir], c1[ir], c2[ir]
 
     def step_input(self, r: int):
         pa, pe, a, e = self.rlo[r - 1], self.rhi[r - 1], self.rlo[r], self.rhi[r]
-        A = self.rows[r - 1] + self.T2[r] * self.lo_ext[pa : pe + 1] - self.S2c[pa : pe + 1]
-        ii = slice(a, e + 1)
+        Wt, S1t, S2t, Wi, S1i, S2i = self.sums(pa, pe, a, e)
+        A = self.rows[r - 1] + self.T2[r] * self.lo_ext[pa : pe + 1] - S2t
         t_last = np.minimum(np.arange(a, e + 1) - 1, pe) - pa  # non-empty runs: alpha < beta
-        return (A, self.Wc[pa : pe + 1], self.S1c[pa : pe + 1], self.Wc[ii], self.S1c[ii],
-                self.S2c[ii], t_last)
+        return A, Wt, S1t, Wi, S1i, S2i, t_last
 
     def step_output(self, r: int, D: np.ndarray, o: np.ndarray):
         pa, pe, a, e = self.rlo[r - 1], self.rhi[r - 1], self.rlo[r], self.rhi[r]
@@ -965,7 +989,13 @@ def _certified_partition(data: _SortedData, k: int, starts: np.ndarray):
             tau[live] = _snap_slack(data, pos, live)
             for j in range(1, k):
                 T[j] = tau[rlo[j] : max(rhi[j], rlo[j] + 1)].max()
-        fwd = _Chain(Wc, S1c, S2c, lo_ext, hi_ext, v, T, rlo, rhi, k)
+        local = None
+        if final:  # local sums cost the values each step spans: use them while that is O(n)
+            top = np.maximum(rhi[1:], np.concatenate(([0], rhi[1:-1])))
+            bottom = np.minimum(rlo[1:], np.concatenate(([0], rlo[1:-1])))
+            if int(np.sum(pos[top] - pos[bottom])) <= 4 * n:
+                local = (data, pos)
+        fwd = _Chain(Wc, S1c, S2c, lo_ext, hi_ext, v, T, rlo, rhi, k, local)
         chains = [fwd]
         if not final:  # the backward programme: the same on the mirrored histogram
             rlo_b = np.zeros(k, dtype=np.int64)
@@ -979,9 +1009,10 @@ def _certified_partition(data: _SortedData, k: int, starts: np.ndarray):
             chains.append(bwd)
         _run_chains(chains, k)
         a, e = rlo[k - 1], rhi[k - 1]
-        dW = Wc[M] - Wc[a : e + 1]
+        Wt, S1t, S2t, Wn, S1n, S2n = fwd.sums(a, e, M, M)
+        dW = Wn - Wt
         with np.errstate(divide="ignore", invalid="ignore"):
-            last = (S2c[M] - S2c[a : e + 1]) - (S1c[M] - S1c[a : e + 1]) ** 2 / dW
+            last = (S2n - S2t) - (S1n - S1t) ** 2 / dW
         last[dW <= 0] = 0.0
         total = fwd.rows[k - 1] + last - 2.0 * T[k - 1] * hi_ext[M]
         best = int(np.argmin(total))
