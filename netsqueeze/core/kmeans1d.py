@@ -1257,8 +1257,8 @@ default="linear"
           down to one bin per distinct value, where the programme is exact (proof in
           ``_certified_partition``). On 10**6 normal values with ``k = 256``, 289 values per
           cut survive at full resolution on average (a cluster holds 3906); times are in
-          docs/PERFORMANCE.md. Otherwise (``n_bins`` given, or more than
-          ``MAX_CERTIFIED_N`` values) the programme runs on
+          docs/PERFORMANCE.md. Otherwise (``n_bins`` given, more than ``MAX_CERTIFIED_N``
+          values, or more than 1448 clusters) the programme runs on
           a histogram of ``b`` bins (see ``n_bins``), ``O(k b log b)``, and its cuts are then
           carried to full resolution, 16 times finer per level: at each level a banded
           programme moves all cuts together, each within 4 bins of the previous level on either
