@@ -1258,7 +1258,8 @@ default="linear"
           ``_certified_partition``). On 10**6 normal values with ``k = 256``, 289 values per
           cut survive at full resolution on average (a cluster holds 3906); times are in
           docs/PERFORMANCE.md. Otherwise (``n_bins`` given, more than ``MAX_CERTIFIED_N``
-          values, or more than 1448 clusters) the programme runs on
+          values, more than 1448 clusters, or a level where rounding left a cut no live bin,
+          not seen in the tests) the programme runs on
           a histogram of ``b`` bins (see ``n_bins``), ``O(k b log b)``, and its cuts are then
           carried to full resolution, 16 times finer per level: at each level a banded
           programme moves all cuts together, each within 4 bins of the previous level on either
