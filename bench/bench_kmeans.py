@@ -20,8 +20,10 @@ Methods:
 * ``ours_lloyd``: ``KMeans1D(k, init="linear", method="lloyd")`` (defaults: max_iter=300,
   tol=1e-6), the paper's initialisation.
 * ``ours_exact``: ``KMeans1D(k, method="exact")``: the optimum on the distinct values when there
-  are at most 65536 of them, else the optimum of a 16384-bin histogram refined to full
-  resolution (``lower_bound`` is its certified lower bound on the optimal SSE).
+  are at most 65536 of them, else the global optimum certified at full resolution by branch and
+  bound over nested histograms (up to ``MAX_CERTIFIED_N = 2**24`` values; beyond, a
+  16384-bin histogram refined to full resolution, ``method_ == "histogram"``, whose
+  ``lower_bound`` is a certified lower bound on the optimal SSE).
 * ``sklearn_n1``: ``sklearn.cluster.KMeans(k, n_init=1, algorithm="lloyd", random_state=0)`` on
   ``x.reshape(-1, 1)`` (float32 kept). With k-means++ init this *is* scikit-learn's default
   (``n_init="auto"`` means 1 run).

@@ -483,3 +483,86 @@ def test_auto_not_worse_than_scikit_learn(dist):
             sk = KMeans(k, n_init=1, random_state=k).fit(x.reshape(-1, 1))
             sk_sse = direct_sse(x, sk.cluster_centers_.ravel().astype(np.float64), sk.labels_)
             assert auto.inertia_ <= sk_sse * (1 + 1e-9), (n, k)
+
+
+# ---- the certified full-resolution optimum (method="exact", more than 65,536 distinct values) -
+
+
+def _kmeans1d_package_sse(x, k):
+    import kmeans1d
+
+    ref = kmeans1d.cluster(np.asarray(x, dtype=np.float64).tolist(), k)
+    return direct_sse(x, np.asarray(ref.centroids), np.asarray(ref.clusters))
+
+
+@pytest.mark.parametrize(
+    "dist, seed, ks",
+    [("normal", 1, (5, 40)), ("laplace", 2, (7, 33)), ("pruned", 3, (6, 48)), ("normal", 4, (64,))],
+)
+def test_exact_is_the_optimum_beyond_the_distinct_limit(dist, seed, ks):
+    from netsqueeze.core.kmeans1d import MAX_EXACT_UNIQUE
+
+    x = _weights(dist, 70_000, seed)
+    assert np.unique(x).size > MAX_EXACT_UNIQUE  # the histogram regime of the old path
+    for k in ks:
+        opt = _kmeans1d_package_sse(x, k)
+        km = KMeans1D(k, method="exact").fit(x)
+        assert km.method_ == "exact" and km.n_bins_ is None
+        assert km.inertia_ == pytest.approx(opt, rel=1e-12)
+        # the programme's own value, from prefix sums: equal up to their rounding
+        assert km.inertia_lower_bound_ == pytest.approx(opt, rel=1e-9)
+        assert km.inertia_lower_bound_ <= km.inertia_
+        assert_nearest(x, km, atol=1e-7)
+
+
+def test_exact_is_the_optimum_at_two_hundred_thousand_values():
+    x = _weights("normal", 200_000, 5)
+    km = KMeans1D(16, method="exact").fit(x)
+    assert km.method_ == "exact"
+    assert km.inertia_ == pytest.approx(_kmeans1d_package_sse(x, 16), rel=1e-12)
+
+
+def test_exact_with_weights_beyond_the_distinct_limit():
+    # integer weights are repetitions: the package sees every value repeated
+    rng = np.random.default_rng(6)
+    x = _weights("laplace", 70_000, 6)
+    w = rng.integers(0, 4, size=x.size)  # zeros too: those values do not count
+    assert np.unique(x[w > 0]).size > 65_536 // 2
+    km = KMeans1D(12, method="exact").fit(x, sample_weight=w)
+    opt = _kmeans1d_package_sse(np.repeat(x, w), 12)
+    assert km.inertia_ == pytest.approx(opt, rel=1e-12)
+    assert km.inertia_ == pytest.approx(direct_sse(x, km.centroids_, km.labels_, w), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_certified_partition_equals_the_exact_programme(seed, monkeypatch):
+    # Small data with few first-level bins, so that several levels of histograms run, clusters
+    # narrower than a bin (tight far-away groups, repeated values) occur, and pruning matters;
+    # compared with the programme on the distinct values, which is exact by construction.
+    from netsqueeze.core import kmeans1d as km1d
+
+    monkeypatch.setattr(km1d, "_CERT_BINS", 16)
+    monkeypatch.setattr(km1d, "_CERT_FACTOR", 2 + seed % 3)
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(0.0, 1.0, size=1500), rng.laplace(3.0, 0.3, size=500)]
+    parts.append(rng.normal(9.0, 1e-3, size=rng.integers(2, 12)))  # a tight outlying group
+    if seed % 2:
+        parts.append(np.repeat(rng.normal(size=20).round(2), 5))  # repeated values
+    x = np.concatenate(parts)
+    w = rng.random(x.size) if seed % 4 == 3 else None
+    data = km1d._SortedData(x, w)
+    starts = data.distinct_starts()
+    pos = np.concatenate((starts, [data.n]))
+    y = data.s[starts]
+    wy = np.diff(data.prefix(pos)[0])
+    for k in (2, 3, 9, 24):
+        if k * 16 > starts.size:
+            continue
+        found = km1d._certified_partition(data, k, starts)
+        assert found is not None
+        cuts, value = found
+        assert np.all(np.diff(cuts) > 0) and cuts[0] == 0 and cuts[-1] == data.n
+        _, sse = km1d._run_means(y, wy, np.searchsorted(pos, cuts))
+        _, opt = km1d._run_means(y, wy, km1d._optimal_partition(y, wy, k))
+        assert sse == pytest.approx(opt, rel=1e-10, abs=1e-12)
+        assert value == pytest.approx(opt, rel=1e-9, abs=1e-12)
