@@ -157,7 +157,10 @@ def run(args: argparse.Namespace) -> int:
     if nproc > 1:
         if ddp.env_world_size() is not None:  # started by torchrun: this process is one rank
             return _rank(args)
-        check_before_work(args)  # a mistake is reported once, before any process starts
+        from netsqueeze.experiments.pipeline import check_nproc
+
+        # a mistake is reported once, before any process starts
+        check_nproc(check_before_work(args)[0], nproc)
         return _spawn(args, nproc)
     return _run(args)
 

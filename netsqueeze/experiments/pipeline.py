@@ -54,7 +54,7 @@ from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip
 from netsqueeze.nn.share import share_report, share_weights_
 from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
-__all__ = ["OUTPUTS", "CompressSpec", "layer_table", "run_compress"]
+__all__ = ["OUTPUTS", "CompressSpec", "check_nproc", "layer_table", "run_compress"]
 
 #: The files :func:`run_compress` writes into its output folder.
 OUTPUTS = ("results.json", "table.md", "model.nsq", "compressed.pt", "trained.pt",
@@ -207,7 +207,8 @@ class _StateView:
         return self.dir / self.data[key]  # rank 0 checked it before sending the record
 
 
-def _check_batches(recipe: Recipe, nproc: int) -> None:
+def check_nproc(recipe: Recipe, nproc: int) -> None:
+    """Refuse a recipe whose batches are smaller than the number of data-parallel processes."""
     for where, cfg in (("train", recipe.train),
                        ("prune.retrain", recipe.prune.retrain if recipe.prune else None),
                        ("finetune", recipe.finetune)):
@@ -256,7 +257,7 @@ def run_compress(
     layer_names = [ref.name for ref in compressible_layers(model)]
     recipe.validate(layer_names)
     if nproc > 1:
-        _check_batches(recipe, nproc)
+        check_nproc(recipe, nproc)
     t = time.perf_counter()
     if not main:
         ddp.barrier()  # rank 0 loads (and may download) the data first
