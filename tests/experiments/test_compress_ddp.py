@@ -67,7 +67,7 @@ def _command(argv: list[str], fault: str | None = None,
     if torchrun:
         launcher += ["-m", "torch.distributed.run", "--nproc-per-node", str(torchrun),
                      "--master-addr", "127.0.0.1", "--master-port", str(ddp.free_port())]
-    return subprocess.run([*launcher, "-m", "netsqueeze", *argv], env=env,
+    return subprocess.run([*launcher, "-m", "netsqueeze", *argv], check=False, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
