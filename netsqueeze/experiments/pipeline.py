@@ -271,22 +271,31 @@ def run_compress(
                    "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
     if nproc > 1:
         fingerprint["nproc"] = nproc  # the last bits of the weights depend on it
+    plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
     if main:
-        state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}},
-                         outputs=OUTPUTS, log=log)
+        try:
+            state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}},
+                             outputs=OUTPUTS, log=log)
+            done = len(state.data["stages"])
+            snapshot = state.named("snapshot") if state.resumed and done else None
+            if state.resumed:
+                # what the record does not name was written after its last commit: not part
+                # of it
+                state.keep_only([f"train-{done}.pt"] + ([snapshot.name] if snapshot else []))
+                state.check_files()
+        except BaseException:
+            ddp.broadcast_json(None)  # the other ranks stop too, without a word
+            raise
+        # every rank then reads the same snapshot and training checkpoint
         ddp.broadcast_json({"data": state.data, "resumed": state.resumed})
     else:
         got = ddp.broadcast_json()
+        if got is None:
+            raise ValueError("rank 0 could not start the run (it says why)")
         state = _StateView(out, got["data"], got["resumed"])
-    plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
-    done = len(state.data["stages"])
+        done = len(state.data["stages"])
+        snapshot = state.named("snapshot") if state.resumed and done else None
     if state.resumed:
-        snapshot = state.named("snapshot") if done else None
-        if main:
-            # what the record does not name was written after its last commit: not part of it
-            state.keep_only([f"train-{done}.pt"] + ([snapshot.name] if snapshot else []))
-            state.check_files()
-        ddp.barrier()  # every rank then reads the same snapshot and training checkpoint
         if snapshot is not None:
             load_model_snapshot(snapshot, model)
             log(f"resuming after stage {done} of {len(plan)} "

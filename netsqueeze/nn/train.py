@@ -425,8 +425,9 @@ def train(
                 total_loss += lv
                 seen += 1
                 bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{lv:.4f}")
+                if step % 50 == 0:  # in several processes: rank 0's slice, as a mean
+                    shown = lv * ddp.world_size() if dist_on else lv
+                    bar.set_postfix(loss=f"{shown:.4f}")
             if dist_on:
                 total = torch.tensor([total_loss], dtype=torch.float64, device=dev)
                 torch.distributed.all_reduce(total)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,20 +74,30 @@ def _command(argv: list[str], fault: str | None = None,
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """--nproc 1 (in this process), --nproc 2, and --nproc 2 killed then resumed by torchrun."""
+    """--nproc 1 (in this process, one thread), --nproc 2, and --nproc 2 killed then resumed by
+    torchrun."""
     tmp = tmp_path_factory.mktemp("ddp-compress")
     recipe = tmp / "tiny.toml"
     recipe.write_text(RECIPE)
     one, two, killed = tmp / "one", tmp / "two", tmp / "killed"
-    assert main.main(_args(recipe, one)) == 0
+    # the closest one-process run: one torch thread, as each of the two ranks uses on 2 cores
+    # (the thread count alone changes float32 sums, see docs/SCALING.md)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main.main(_args(recipe, one)) == 0
+    finally:
+        torch.set_num_threads(threads)
     done = _command(_args(recipe, two, "--nproc", "2"))
     assert done.returncode == 0, done.stderr[-3000:]
     dead = _command(_args(recipe, killed, "--nproc", "2"), fault=KILL_AT)
     state = sorted(p.name for p in (killed / ".state").iterdir())
+    shutil.copytree(killed, tmp / "killed-copy")
     resumed = _command(_args(recipe, killed, "--resume"), torchrun=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return {"one": one, "two": two, "killed": killed, "done": done, "dead": dead,
-            "state_after_kill": state, "resumed": resumed}
+            "state_after_kill": state, "resumed": resumed, "copy": tmp / "killed-copy",
+            "recipe": recipe}
 
 
 def _results(out: Path) -> dict:
@@ -140,6 +151,13 @@ def test_a_killed_rank_resumes_under_torchrun_to_the_same_file(runs):
     for s1, s2 in zip(a["stages"], b["stages"]):
         assert s1["accuracy"] == s2["accuracy"] and s1["nonzero"] == s2["nonzero"]
     assert a["stages"][2]["train"]["resumed_from"] == 20
+
+
+@pytest.mark.slow
+def test_a_two_process_run_is_not_resumed_by_one_process(runs, capsys):
+    _one_line_error(capsys, _args(runs["recipe"], runs["copy"], "--resume"),
+                    "belongs to a run with other settings")
+    assert (runs["copy"] / ".state" / "progress.json").exists()  # left as it was
 
 
 # ------------------------------------------------------------------------------------------
