@@ -199,12 +199,16 @@ def _nproc(args: argparse.Namespace) -> int:
 
 
 def _spawn(args: argparse.Namespace, nproc: int) -> int:
+    import logging
     import sys
 
     import torch.multiprocessing as mp
 
     from netsqueeze.nn import distributed as ddp
 
+    # when one process stops, torch stops the others and logs it per process; our one line
+    # below says it instead
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     try:
         ddp.spawn(_rank_entry, (args,), nproc)
     except mp.ProcessExitedException as exc:
