@@ -183,6 +183,10 @@ def _nproc(args: argparse.Namespace) -> int:
         raise ValueError("--nproc: the automatic search (--max-drop, --max-error, "
                          "--time-budget) runs in one process; drop --nproc, or give a recipe")
     dev = str(args.device)
+    if dev == "auto":
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev.startswith("cuda"):
         import torch
 
@@ -193,8 +197,9 @@ def _nproc(args: argparse.Namespace) -> int:
             raise ValueError("--device cuda was asked for but no CUDA GPU is available; "
                              "use --device cpu")
         if env is None and nproc > torch.cuda.device_count():
-            raise ValueError(f"--nproc {nproc} with --device cuda: there are "
-                             f"{torch.cuda.device_count()} GPUs; use at most that many processes")
+            raise ValueError(f"--nproc {nproc} with --device {args.device}: there are "
+                             f"{torch.cuda.device_count()} GPUs; use at most that many processes "
+                             "(or --device cpu)")
     return nproc
 
 
