@@ -50,6 +50,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="most prune + retrain rounds of the search [%(default)s]")
     a.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for validation [%(default)s]")
+    d = p.add_argument_group("data-parallel retraining (torch.distributed)")
+    d.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                   help="train and retrain in N local processes (DistributedDataParallel; "
+                   "gloo on the CPU, nccl with --device cuda), each taking its slice of every "
+                   "batch; under torchrun the processes it starts are used instead [1]")
     common.add_data_args(p)
     common.add_run_args(p, out_default="runs/compress")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
@@ -146,10 +151,127 @@ def apply_overrides(recipe, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from netsqueeze.nn import distributed as ddp
+
+    nproc = _nproc(args)
+    if nproc > 1:
+        if ddp.env_world_size() is not None:  # started by torchrun: this process is one rank
+            return _rank(args)
+        from netsqueeze.experiments.pipeline import check_nproc
+
+        # a mistake is reported once, before any process starts
+        check_nproc(check_before_work(args)[0], nproc)
+        return _spawn(args, nproc)
+    return _run(args)
+
+
+def _nproc(args: argparse.Namespace) -> int:
+    """The number of processes asked for (--nproc, or torchrun's WORLD_SIZE); 1 when neither.
+    Raises ValueError for an option that data-parallel retraining cannot honour."""
+    from netsqueeze.nn import distributed as ddp
+
+    env = ddp.env_world_size()
+    if env is not None and args.nproc is not None and args.nproc != env:
+        raise ValueError(f"--nproc {args.nproc} but torchrun started {env} processes "
+                         f"(WORLD_SIZE={env}); drop --nproc or make them equal")
+    nproc = env if env is not None else (args.nproc or 1)
+    if nproc < 1:
+        raise ValueError(f"WORLD_SIZE={nproc}: expected at least 1 process")
+    if nproc == 1:
+        return 1
+    if args.max_drop is not None or args.max_error is not None or args.time_budget is not None:
+        raise ValueError("--nproc: the automatic search (--max-drop, --max-error, "
+                         "--time-budget) runs in one process; drop --nproc, or give a recipe")
+    dev = str(args.device)
+    if dev == "auto":
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev.startswith("cuda"):
+        import torch
+
+        if ":" in dev:
+            raise ValueError(f"--nproc with --device {dev}: each process uses its own GPU "
+                             "(cuda:LOCAL_RANK); give --device cuda")
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but no CUDA GPU is available; "
+                             "use --device cpu")
+        if env is None and nproc > torch.cuda.device_count():
+            raise ValueError(f"--nproc {nproc} with --device {args.device}: there are "
+                             f"{torch.cuda.device_count()} GPUs; use at most that many processes "
+                             "(or --device cpu)")
+    return nproc
+
+
+def _spawn(args: argparse.Namespace, nproc: int) -> int:
+    import logging
+    import sys
+
+    import torch.multiprocessing as mp
+
+    from netsqueeze.nn import distributed as ddp
+
+    # when one process stops, torch stops the others and logs it per process; our one line
+    # below says it instead
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    try:
+        ddp.spawn(_rank_entry, (args,), nproc)
+    except mp.ProcessExitedException as exc:
+        if exc.exit_code == 2:  # a user error, already reported by rank 0
+            return 2
+        print(f"netsqueeze {NAME}: error: data-parallel process {exc.error_index} of {nproc} "
+              f"stopped (exit code {exc.exit_code}); {args.resume_hint}", file=sys.stderr)
+        return 1
+    except mp.ProcessRaisedException as exc:
+        last = (str(exc).strip().splitlines() or ["?"])[-1]
+        print(f"netsqueeze {NAME}: error: data-parallel process {exc.error_index} of {nproc} "
+              f"failed ({last}); {args.resume_hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _rank_entry(args: argparse.Namespace) -> None:
+    """One spawned process: its exit code carries a user error (2) to the parent."""
+    import sys
+
+    code = _rank(args)
+    if code:
+        sys.exit(code)
+
+
+def _rank(args: argparse.Namespace) -> int:
+    """This process as one rank: join the group, run, report a user error once (rank 0)."""
+    import os
+    import sys
+
+    from netsqueeze.errors import FormatError
+    from netsqueeze.nn import distributed as ddp
+    from netsqueeze.nn.train import resolve_device
+
+    try:
+        ddp.init(resolve_device(args.device).type)
+        try:
+            code = _run(args)
+            ddp.barrier()  # the other ranks wait for rank 0's writes
+            return code
+        finally:
+            ddp.teardown()
+    except (ValueError, FormatError, OSError) as exc:
+        if os.environ.get("RANK", "0") == "0":
+            from netsqueeze.cli.common import os_error_line
+
+            text = (os_error_line(exc) if isinstance(exc, OSError) and exc.errno is not None
+                    else str(exc))
+            print(f"netsqueeze {NAME}: error: {text}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from netsqueeze.experiments.pipeline import CompressSpec, run_compress
     from netsqueeze.experiments.report import ratio_words
+    from netsqueeze.nn import distributed as ddp
 
     if args.max_drop is not None or args.max_error is not None or args.time_budget is not None:
         from netsqueeze.experiments.auto_compress import run_auto_cli
@@ -165,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
                         overrides=overrides, model_args=modelspec.model_args(args) or None,
                         trust_checkpoint=args.trust_checkpoint)
     results = run_compress(spec, recipe, args.out, progress=not args.quiet, resume=args.resume)
+    if not ddp.is_main():
+        return 0  # rank 0 writes and prints
     s = results["summary"]
     out = Path(args.out)
     f = results["file"]["totals"]

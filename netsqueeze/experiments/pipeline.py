@@ -17,6 +17,12 @@ run: each finished stage is committed by one write (its own model snapshot first
 progress record naming it), so ``resume=True`` continues after the last committed stage however
 the run was stopped, and training inside a stage resumes from its last finished epoch. A resumed
 run writes the same outputs as an uninterrupted one (besides wall times).
+
+Called on every rank of an initialised process group (``netsqueeze compress --nproc N`` or
+``torchrun``), the run retrains data-parallel (:mod:`netsqueeze.nn.distributed`): every rank
+runs every stage on the same global batches and holds bit-identical tensors after it (checked);
+rank 0 alone evaluates, shows progress, logs and writes (snapshots, progress, outputs) while the
+other ranks wait at barriers; a resumed run loads the same snapshot on every rank.
 """
 
 from __future__ import annotations
@@ -41,13 +47,14 @@ from netsqueeze.experiments.zero_weights import run_versions
 from netsqueeze.models import MODELS
 from netsqueeze.models.checkpoint import save_checkpoint
 from netsqueeze.models.factory import build_model, load_weights
+from netsqueeze.nn import distributed as ddp
 from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip_
 from netsqueeze.nn.share import share_report, share_weights_
 from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
-__all__ = ["OUTPUTS", "CompressSpec", "layer_table", "run_compress"]
+__all__ = ["OUTPUTS", "CompressSpec", "check_nproc", "layer_table", "run_compress"]
 
 #: The files :func:`run_compress` writes into its output folder.
 OUTPUTS = ("results.json", "table.md", "model.nsq", "compressed.pt", "trained.pt",
@@ -185,6 +192,31 @@ def _file_summary(report: dict) -> dict:
     }
 
 
+class _StateView:
+    """What a rank other than 0 needs of rank 0's :class:`RunState`: its record and file names
+    (it never writes)."""
+
+    def __init__(self, out: Path, data: dict, resumed: bool):
+        self.dir = out / ".state"
+        self.data, self.resumed = data, resumed
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def named(self, key: str) -> Path:
+        return self.dir / self.data[key]  # rank 0 checked it before sending the record
+
+
+def check_nproc(recipe: Recipe, nproc: int) -> None:
+    """Refuse a recipe whose batches are smaller than the number of data-parallel processes."""
+    for where, cfg in (("train", recipe.train),
+                       ("prune.retrain", recipe.prune.retrain if recipe.prune else None),
+                       ("finetune", recipe.finetune)):
+        if cfg is not None and int(cfg.batch_size) < nproc:
+            raise ValueError(f"recipe {where}.batch_size {cfg.batch_size} is smaller than the "
+                             f"{nproc} data-parallel processes; use fewer processes")
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -199,12 +231,23 @@ def run_compress(
     plots: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Run the pipeline and write its outputs; return the results dict (see module docstring)."""
+    """Run the pipeline and write its outputs; return the results dict (see module docstring).
+
+    On a rank other than 0 of a process group nothing is written or logged, and the return
+    value is an empty dict.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    nproc = ddp.world_size() if ddp.active() else 1
+    main = ddp.is_main()
+    if not main:
+        progress, plots, log = False, False, (lambda _s: None)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     times: dict[str, float] = {}
     device = resolve_device(spec.device)
+    if nproc > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
     # the model, its checkpoint and the recipe's layer patterns are checked before any data
     torch.manual_seed(recipe.train.seed)
     model = build_model(spec.model, spec.model_args)
@@ -213,22 +256,46 @@ def run_compress(
         log(f"loaded {spec.checkpoint}")
     layer_names = [ref.name for ref in compressible_layers(model)]
     recipe.validate(layer_names)
+    if nproc > 1:
+        check_nproc(recipe, nproc)
     t = time.perf_counter()
+    if not main:
+        ddp.barrier()  # rank 0 loads (and may download) the data first
     ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
                    progress=progress, log=log)
+    if main:
+        ddp.barrier()
     times["load_data"] = time.perf_counter() - t
     check_images_fit(ds, model, spec.model)
     fingerprint = {"spec": spec.to_dict(), "recipe": recipe.to_dict(), "dataset": ds.name,
                    "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
-    state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}},
-                     outputs=OUTPUTS, log=log)
+    if nproc > 1:
+        fingerprint["nproc"] = nproc  # the last bits of the weights depend on it
     plan = _stage_plan(recipe, trained_here=spec.checkpoint is None)
-    done = len(state.data["stages"])
+    if main:
+        try:
+            state = RunState(out, fingerprint, resume, {"stages": [], "distributions": {}},
+                             outputs=OUTPUTS, log=log)
+            done = len(state.data["stages"])
+            snapshot = state.named("snapshot") if state.resumed and done else None
+            if state.resumed:
+                # what the record does not name was written after its last commit: not part
+                # of it
+                state.keep_only([f"train-{done}.pt"] + ([snapshot.name] if snapshot else []))
+                state.check_files()
+        except BaseException:
+            ddp.broadcast_json(None)  # the other ranks stop too, without a word
+            raise
+        # every rank then reads the same snapshot and training checkpoint
+        ddp.broadcast_json({"data": state.data, "resumed": state.resumed})
+    else:
+        got = ddp.broadcast_json()
+        if got is None:
+            raise ValueError("rank 0 could not start the run (it says why)")
+        state = _StateView(out, got["data"], got["resumed"])
+        done = len(state.data["stages"])
+        snapshot = state.named("snapshot") if state.resumed and done else None
     if state.resumed:
-        snapshot = state.named("snapshot") if done else None
-        # what the record does not name was written after its last commit: not part of it
-        state.keep_only([f"train-{done}.pt"] + ([snapshot.name] if snapshot else []))
-        state.check_files()
         if snapshot is not None:
             load_model_snapshot(snapshot, model)
             log(f"resuming after stage {done} of {len(plan)} "
@@ -254,7 +321,8 @@ def run_compress(
             cfg = recipe.prune.config_for(step)
             prune_(model, cfg)
             record["target"] = cfg.to_dict()
-            record["accuracy_before_retrain"] = evaluate(model, x_test, y_test)
+            if main:
+                record["accuracy_before_retrain"] = evaluate(model, x_test, y_test)
             rt = recipe.prune.retrain_for(step)
             if rt.iterations > 0:
                 tl = train(model, ds.x_train, ds.y_train, rt, device=device, progress=progress,
@@ -269,6 +337,11 @@ def run_compress(
                        progress=progress, desc="fine-tune centroids", checkpoint=ckpt,
                        keep_checkpoint=True)
             record["train"] = tl.to_dict()
+        if nproc > 1:
+            ddp.check_identical(model, f"after stage {record['stage']}")
+        if not main:
+            ddp.barrier()  # rank 0 evaluates and commits the stage
+            continue
         record["accuracy"] = evaluate(model, x_test, y_test)
         record.update(_summary(model))
         record["seconds"] = time.perf_counter() - t0
@@ -301,7 +374,10 @@ def run_compress(
         state.data["snapshot"] = snapshot
         state.save()
         state.keep_only([snapshot])  # the previous snapshot, this stage's training checkpoint
+        ddp.barrier()
 
+    if not main:
+        return {}
     stages = state.data["stages"]
     times["stages"] = float(sum(s["seconds"] for s in stages))
     table = layer_table(model, recipe)
@@ -317,6 +393,8 @@ def run_compress(
         "n_test_images": int(ds.n_test),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        **({"distributed": {"processes": nproc,
+                            "backend": torch.distributed.get_backend()}} if nproc > 1 else {}),
         "versions": run_versions(),
         "stages": stages,
         "table": table,

@@ -198,11 +198,20 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
         0, 3, 1, 2)
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str, *,
+          global_count: int | None = None) -> torch.Tensor:
+    """Mean loss of the batch; with ``global_count``, this slice's share of the mean loss of a
+    global batch of that many images (its sum divided by the global count)."""
+    if global_count is None:
+        if kind == "mse":
+            target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+            return F.mse_loss(torch.softmax(logits, dim=1), target)
+        return F.cross_entropy(logits, y)
     if kind == "mse":
         target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
-        return F.mse_loss(torch.softmax(logits, dim=1), target)
-    return F.cross_entropy(logits, y)
+        total = F.mse_loss(torch.softmax(logits, dim=1), target, reduction="sum")
+        return total / (global_count * logits.shape[1])
+    return F.cross_entropy(logits, y, reduction="sum") / global_count
 
 
 def save_state(obj, path: str | os.PathLike) -> None:
@@ -271,6 +280,7 @@ def train(
     keep_checkpoint: bool = False,
     params: list[nn.Parameter] | None = None,
     on_epoch: Callable[[TrainLog], None] | None = None,
+    distributed: bool | None = None,
 ) -> TrainLog:
     """Train ``model`` in place with mini-batches drawn without replacement, epoch by epoch.
 
@@ -299,12 +309,25 @@ def train(
         Parameters to optimize (default: every parameter that requires a gradient).
     on_epoch : callable ``(TrainLog) -> None``, optional
         Called after every epoch, once its checkpoint is saved.
+    distributed : bool, optional
+        Train data-parallel with ``DistributedDataParallel`` over the initialised process group
+        (see :mod:`netsqueeze.nn.distributed`): every rank runs this same call, takes its slice
+        of each global batch of ``batch_size`` images, and ends with bit-identical weights;
+        only rank 0 shows the bar and writes the checkpoint (every rank reads it to resume).
+        Default: when a process group of more than one rank is initialised.
 
     Returns
     -------
     TrainLog
     """
     cfg = (config or TrainConfig()).validate()
+    from netsqueeze.nn import distributed as ddp
+
+    dist_on = ddp.active() if distributed is None else bool(distributed)
+    if dist_on and not ddp.active():
+        raise ValueError("distributed=True needs an initialised process group of 2 or more "
+                         "ranks (torchrun, or netsqueeze.nn.distributed.spawn)")
+    main = not dist_on or ddp.is_main()
     dev = resolve_device(device)
     model.to(dev)
     x = x_train if isinstance(x_train, torch.Tensor) else to_tensor(x_train, dev)
@@ -322,6 +345,8 @@ def train(
     log = TrainLog()
     step = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
+    if dist_on:
+        ddp.barrier()  # every rank sees the same checkpoint (rank 0 writes and removes it)
     if ckpt is not None and ckpt.exists():
         state = load_state(ckpt, dev, what="training checkpoint",
                            fix="delete it to start this training over")
@@ -352,9 +377,21 @@ def train(
         log.resumed_from = step
     batch = min(int(cfg.batch_size), n)
     per_epoch = math.ceil(n / batch)
+    forward = model
+    if dist_on:
+        if batch < ddp.world_size():
+            raise ValueError(f"batch_size {batch} is smaller than the {ddp.world_size()} "
+                             "data-parallel processes; use a larger batch or fewer processes")
+        from torch.nn.parallel import DistributedDataParallel
+
+        # every rank starts from rank 0's weights (DDP broadcasts them); buffers such as masks
+        # and indices never change, and floating ones are averaged once at the end
+        forward = DistributedDataParallel(
+            model, device_ids=[dev] if dev.type == "cuda" else None, forward_sync_buffers=False)
     t0 = time.perf_counter() - log.seconds
     model.train()
-    bar = progress_bar(total=cfg.iterations, initial=step, desc=desc, enabled=progress, unit="it")
+    bar = progress_bar(total=cfg.iterations, initial=step, desc=desc,
+                       enabled=progress and main, unit="it")
     try:
         while step < cfg.iterations:
             perm = torch.randperm(n, generator=gen).to(dev)
@@ -363,24 +400,45 @@ def train(
                 if step >= cfg.iterations:
                     break
                 idx = perm[i * batch : (i + 1) * batch]
-                xb = x[idx] if not cfg.shift else random_shift(x[idx], cfg.shift, gen)
-                loss = _loss(model(xb), y[idx], cfg.loss)
+                if not dist_on:
+                    xb = x[idx] if not cfg.shift else random_shift(x[idx], cfg.shift, gen)
+                    loss = _loss(model(xb), y[idx], cfg.loss)
+                else:
+                    # the whole global batch is shifted (one draw from gen, as in one process)
+                    # and this rank takes its slice; DDP averages over ranks, so the slice's
+                    # share of the global mean loss is scaled by the number of ranks
+                    part = ddp.shard(torch.arange(idx.shape[0], device=dev))
+                    xb = x[idx] if not cfg.shift else random_shift(x[idx], cfg.shift, gen)
+                    share = _loss(forward(xb[part]), y[idx][part], cfg.loss,
+                                  global_count=idx.shape[0])
+                    loss = share * ddp.world_size()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 step += 1
-                lv = float(loss.detach())
+                if dist_on:
+                    ddp.fault_point()
+                    lv = float(share.detach())  # this rank's share; summed at the epoch's end
+                else:
+                    lv = float(loss.detach())
                 total_loss += lv
                 seen += 1
                 bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{lv:.4f}")
+                if step % 50 == 0:  # in several processes: rank 0's slice, as a mean
+                    shown = lv * ddp.world_size() if dist_on else lv
+                    bar.set_postfix(loss=f"{shown:.4f}")
+            if dist_on:
+                total = torch.tensor([total_loss], dtype=torch.float64, device=dev)
+                torch.distributed.all_reduce(total)
+                total_loss = float(total.item())
             log.epochs += 1
             log.epoch_loss.append(total_loss / max(seen, 1))
             log.iterations = step
             log.seconds = time.perf_counter() - t0
-            if ckpt is not None and (step < cfg.iterations or keep_checkpoint):
+            if dist_on and step >= cfg.iterations:
+                ddp.average_buffers(model)  # before the last checkpoint: it holds them
+            if main and ckpt is not None and (step < cfg.iterations or keep_checkpoint):
                 save_state(
                     {
                         "config": cfg.to_dict(),
@@ -400,8 +458,10 @@ def train(
     model.eval()
     log.iterations = step
     log.seconds = time.perf_counter() - t0
-    if ckpt is not None and not keep_checkpoint:
+    if main and ckpt is not None and not keep_checkpoint:
         ckpt.unlink(missing_ok=True)
+    if dist_on:
+        ddp.barrier()
     return log
 
 
