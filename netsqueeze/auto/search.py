@@ -138,6 +138,8 @@ def compress(
     retrain_iterations: int = 500,
     finetune_iterations: int = 500,
     final_retrain_iterations: int = 0,
+    recover_iterations: int | None = None,
+    cycles: int = 2,
     margin: float = 0.2,
     max_backoffs: int = 8,
     max_rounds: int = 12,
@@ -176,8 +178,19 @@ def compress(
     finetune_iterations : int
         ``train_fn`` iterations after weight sharing (the centroids and other parameters).
     final_retrain_iterations : int
-        Longer retraining of the last accepted pruned model before sharing (kept only when it
-        still meets the budget).
+        Longer retraining of the last accepted pruned model at the end of each pruning cycle
+        (kept only when it still meets the budget).
+    recover_iterations : int, optional
+        A round that breaks the budget by at most the budget again (its drop is under twice
+        the allowed one) is first retrained this many more iterations and measured again; only
+        if it still breaks the budget is it undone and backed off. Default
+        ``2 * retrain_iterations``; 0 turns recovery off.
+    cycles : int
+        Pruning cycles. A cycle ends when the allocation saturates (every layer capped by a
+        back-off) or ``max_backoffs`` rounds broke the budget; its final retraining usually
+        recovers accuracy that the short rounds could not, so the next cycle lifts the caps and
+        tries again from there (with a fresh back-off allowance). ``max_rounds`` and the time
+        budget bound all cycles together.
     margin : float in [0, 1)
         Safety margin of the predictions: pruning allocations aim at ``(1 - margin)`` of the
         budget (times a growing scale), sharing allocations at ``(1 - margin)`` of what the
@@ -212,9 +225,16 @@ def compress(
     for name, v in (("retrain_iterations", retrain_iterations),
                     ("finetune_iterations", finetune_iterations), ("max_backoffs", max_backoffs),
                     ("final_retrain_iterations", final_retrain_iterations),
-                    ("max_rounds", max_rounds), ("share_attempts", share_attempts)):
+                    ("max_rounds", max_rounds), ("share_attempts", share_attempts),
+                    ("cycles", cycles)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if recover_iterations is None:
+        recover_iterations = 2 * retrain_iterations
+    if isinstance(recover_iterations, bool) or not isinstance(recover_iterations, int) or (
+            recover_iterations < 0):
+        raise ValueError(f"recover_iterations must be an integer >= 0, got "
+                         f"{recover_iterations!r}")
     clock = _Clock(time_budget)
     gap = dict(DEFAULT_GAP_BITS)
     gap.update(gap_bits or {})
@@ -287,107 +307,137 @@ def compress(
     good = copy.deepcopy(cur)
     good_acc = base
     good_sp = {n: 0.0 for n in names}
-    caps: dict[str, float] = {}
     prune_floor = floor
     prune_budget = (1 - margin) * budget
     scale = 1.0
-    retry: dict[str, float] | None = None
     stopped = "allocation saturated"
     n_rounds = 0
-    idle = 0
-    while True:
-        if n_rounds >= max_rounds:
-            stopped = "max rounds"
-            break
-        if not clock.allows():
-            stopped = "time budget"
-            break
-        if retry is not None:
-            target, retry = retry, None
-            alloc_note = "back-off retry"
-            predicted = None
-        else:
-            alloc = allocate(costs.layers, dp, ds, sp_grid, bit_grid, prune_budget * scale,
-                             fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
-                             max_sparsity=caps)
-            report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
-            target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0))
-                      for n in names}
-            alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
-            predicted = alloc.predicted_bytes
-        if all(target[n] <= good_sp[n] + 1e-9 for n in names):
-            idle += 1
-            if scale >= 2.0 ** 16 or idle > 20:
-                break
-            scale *= 2
-            continue
+    out_of = ""  # set when rounds or time ran out: no further cycle
+    for cycle in range(max(1, cycles)):
+        caps: dict[str, float] = {}
+        retry: dict[str, float] | None = None
         idle = 0
-        t = time.perf_counter()
-        cur = copy.deepcopy(good)
-        prune_(cur, PruneConfig(sparsity=dict(target)))
-        if retrain_iterations:
-            train_fn(cur, retrain_iterations)
-        cur.eval()
-        acc = float(eval_fn(cur))
-        n_rounds += 1
-        ok = acc >= prune_floor
-        secs = time.perf_counter() - t
-        clock.last = max(clock.last, secs)
-        record("prune", target, None, acc, cur, predicted, ok,
-               alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
-        clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
-        if ok:
-            good, good_acc, good_sp = cur, acc, dict(target)
-            report.prune_rounds += 1
-            # the one-shot curves overstate what retraining leaves: grow faster while the
-            # measured drop uses little of the budget, slower close to it
-            used = (base - acc) * 100 / budget if budget > 0 else 1.0
-            scale *= 4.0 if used < 0.25 else 2.0 if used < 0.6 else 1.3
-            continue
-        report.backoffs += 1
-        if report.backoffs > max_backoffs:
-            stopped = "max back-offs"
-            break
-        # the layers that hurt most: the largest predicted increase of drop in this round
-        hurt = {n: _interp(sp_grid, dp[n], target[n]) - _interp(sp_grid, dp[n], good_sp[n])
-                for n in names if target[n] > good_sp[n] + 1e-9}
-        order = sorted(hurt, key=hurt.get, reverse=True)
-        total = sum(max(0.0, v) for v in hurt.values())
-        chosen, acc_hurt = [], 0.0
-        if total <= 0:  # the curves did not see it coming: back off every layer that moved
-            chosen = order
-        for n in order if total > 0 else ():
-            chosen.append(n)
-            acc_hurt += max(0.0, hurt[n])
-            if acc_hurt >= 0.5 * total:
+        cycle_backoffs = 0
+        rounds_before = report.prune_rounds
+        if cycle:
+            log(f"auto: pruning cycle {cycle + 1}: caps lifted after the final retraining")
+        while True:
+            if n_rounds >= max_rounds:
+                stopped = out_of = "max rounds"
                 break
-        retry = dict(target)
-        for n in chosen:
-            kept = math.sqrt((1 - good_sp[n]) * (1 - target[n]))  # halfway, in log kept
-            cap = 1 - kept
-            if cap - good_sp[n] < 0.005:
-                cap = good_sp[n]
-            caps[n] = cap
-            retry[n] = cap
-        log(f"auto: back-off {report.backoffs}/{max_backoffs}: raising the kept fraction of "
-            + ", ".join(f"{n} to {100 * (1 - caps[n]):.2f} %" for n in chosen))
-        if all(retry[n] <= good_sp[n] + 1e-9 for n in names):
-            retry = None
-        cur = good
+            if not clock.allows():
+                stopped = out_of = "time budget"
+                break
+            if retry is not None:
+                target, retry = retry, None
+                alloc_note = "back-off retry"
+                predicted = None
+            else:
+                alloc = allocate(costs.layers, dp, ds, sp_grid, bit_grid, prune_budget * scale,
+                                 fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
+                                 max_sparsity=caps)
+                report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
+                target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0))
+                          for n in names}
+                alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
+                predicted = alloc.predicted_bytes
+            if all(target[n] <= good_sp[n] + 1e-9 for n in names):
+                idle += 1
+                if scale >= 2.0 ** 16 or idle > 20:
+                    stopped = "allocation saturated"
+                    break
+                scale *= 2
+                continue
+            idle = 0
+            t = time.perf_counter()
+            cur = copy.deepcopy(good)
+            prune_(cur, PruneConfig(sparsity=dict(target)))
+            if retrain_iterations:
+                train_fn(cur, retrain_iterations)
+            cur.eval()
+            acc = float(eval_fn(cur))
+            n_rounds += 1
+            ok = acc >= prune_floor
+            if not ok and recover_iterations and acc >= prune_floor - (base - floor) and (
+                    clock.allows((time.perf_counter() - t)
+                                 * recover_iterations / max(1, retrain_iterations))):
+                # close: more retraining usually recovers it (a short round is the
+                # cheapest, not the best, judge of a sparsity)
+                missed = acc
+                train_fn(cur, recover_iterations)
+                cur.eval()
+                acc = float(eval_fn(cur))
+                ok = acc >= prune_floor
+                alloc_note += (f"; {100 * missed:.2f} % after {retrain_iterations} iterations, "
+                               f"{recover_iterations} more to recover")
+            secs = time.perf_counter() - t
+            clock.last = max(clock.last, secs)
+            record("prune", target, None, acc, cur, predicted, ok,
+                   alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
+            clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
+            if ok:
+                good, good_acc, good_sp = cur, acc, dict(target)
+                report.prune_rounds += 1
+                # the one-shot curves overstate what retraining leaves: grow faster while the
+                # measured drop uses little of the budget, slower close to it
+                used = (base - acc) * 100 / budget if budget > 0 else 1.0
+                scale *= 4.0 if used < 0.25 else 2.0 if used < 0.6 else 1.3
+                continue
+            report.backoffs += 1
+            cycle_backoffs += 1
+            if cycle_backoffs > max_backoffs:
+                stopped = "max back-offs"
+                break
+            # the layers that hurt most: the largest predicted increase of drop in this round
+            hurt = {n: _interp(sp_grid, dp[n], target[n]) - _interp(sp_grid, dp[n], good_sp[n])
+                    for n in names if target[n] > good_sp[n] + 1e-9}
+            order = sorted(hurt, key=hurt.get, reverse=True)
+            total = sum(max(0.0, v) for v in hurt.values())
+            chosen, acc_hurt = [], 0.0
+            if total <= 0:  # the curves did not see it coming: back off every layer that moved
+                chosen = order
+            for n in order if total > 0 else ():
+                chosen.append(n)
+                acc_hurt += max(0.0, hurt[n])
+                if acc_hurt >= 0.5 * total:
+                    break
+            retry = dict(target)
+            for n in chosen:
+                kept = math.sqrt((1 - good_sp[n]) * (1 - target[n]))  # halfway, in log kept
+                cap = 1 - kept
+                if cap - good_sp[n] < 0.005:
+                    cap = good_sp[n]
+                caps[n] = cap
+                retry[n] = cap
+            log(f"auto: back-off {report.backoffs} ({cycle_backoffs}/{max_backoffs} in this "
+                "cycle): raising the kept fraction of "
+                + ", ".join(f"{n} to {100 * (1 - caps[n]):.2f} %" for n in chosen))
+            if all(retry[n] <= good_sp[n] + 1e-9 for n in names):
+                retry = None
+            cur = good
+        gained = False
+        if final_retrain_iterations and report.prune_rounds > rounds_before and clock.allows(
+                clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
+            t = time.perf_counter()
+            m = copy.deepcopy(good)
+            train_fn(m, final_retrain_iterations)
+            m.eval()
+            acc = float(eval_fn(m))
+            secs = time.perf_counter() - t
+            ok = acc >= floor
+            record("prune", good_sp, None, acc, m, None, ok,
+                   f"final retraining of cycle {cycle + 1}, {final_retrain_iterations} "
+                   "iterations", secs)
+            if ok:
+                gained = acc > good_acc
+                good, good_acc = m, acc
+        # another cycle only if this one moved, its final retraining left room, and there is
+        # time and rounds for it
+        if out_of or not gained:
+            break
+        if cycle + 1 < max(1, cycles):
+            scale = max(1.0, scale / 4)
     report.stopped_by = stopped
-    if final_retrain_iterations and report.prune_rounds and clock.allows(
-            clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
-        t = time.perf_counter()
-        m = copy.deepcopy(good)
-        train_fn(m, final_retrain_iterations)
-        m.eval()
-        acc = float(eval_fn(m))
-        secs = time.perf_counter() - t
-        ok = acc >= floor
-        record("prune", good_sp, None, acc, m, None, ok,
-               f"final retraining, {final_retrain_iterations} iterations", secs)
-        if ok:
-            good, good_acc = m, acc
 
     # ---- weight sharing ----------------------------------------------------------------
     if share_attempts and clock.allows():
