@@ -33,7 +33,7 @@ from netsqueeze.auto.sensitivity import (
 from netsqueeze.nn.export import DEFAULT_GAP_BITS, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import PruneConfig, prune_
-from netsqueeze.nn.share import ShareConfig, share_weights_
+from netsqueeze.nn.share import ShareConfig, share_biases_, share_weights_
 
 __all__ = ["AutoReport", "Round", "compress", "file_bytes"]
 
@@ -46,7 +46,7 @@ class Round:
     """One model the search finished: what it tried and what validation said."""
 
     index: int
-    phase: str  # "trained", "prune" or "share"
+    phase: str  # "trained", "prune", "share" or "bias"
     sparsity: dict[str, float]
     bits: dict[str, int] | None
     accuracy: float
@@ -56,6 +56,7 @@ class Round:
     accepted: bool
     note: str = ""
     seconds: float = 0.0
+    bias_bits: int | None = None
 
 
 @dataclass
@@ -70,6 +71,7 @@ class AutoReport:
     chosen: int | None = None
     sparsity: dict[str, float] = field(default_factory=dict)
     bits: dict[str, int] | None = None
+    bias_bits: int | None = None
     accuracy: float = 0.0
     file_bytes: int = 0
     dense_bytes: int = 0
@@ -140,6 +142,8 @@ def compress(
     final_retrain_iterations: int = 0,
     recover_iterations: int | None = None,
     cycles: int = 2,
+    max_step: float = 0.5,
+    bias_bits: Sequence[int] = (6, 5, 4, 3, 2),
     margin: float = 0.2,
     max_backoffs: int = 8,
     max_rounds: int = 12,
@@ -191,6 +195,14 @@ def compress(
         recovers accuracy that the short rounds could not, so the next cycle lifts the caps and
         tries again from there (with a fresh back-off allowance). ``max_rounds`` and the time
         budget bound all cycles together.
+    max_step : float in (0, 1]
+        The largest share of a layer's remaining weights one round may remove (0.5: at most
+        halve its non-zeros per round, so that short retraining can follow; 1: no limit).
+    bias_bits : sequence of int
+        Last, the biases of the compressible layers of the smallest accepted model are
+        replaced by 1-D k-means centres (``2**b`` per layer, no retraining) at each of these
+        bit widths in turn; each result is evaluated and kept only if it meets the budget
+        (the file stores them with a codebook). Empty: biases stay as trained.
     margin : float in [0, 1)
         Safety margin of the predictions: pruning allocations aim at ``(1 - margin)`` of the
         budget (times a growing scale), sharing allocations at ``(1 - margin)`` of what the
@@ -229,6 +241,11 @@ def compress(
                     ("cycles", cycles)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if not (isinstance(max_step, int | float) and 0 < max_step <= 1):
+        raise ValueError(f"max_step must be in (0, 1], got {max_step!r}")
+    bias_bits = [int(b) for b in bias_bits]
+    if any(not 1 <= b <= 16 for b in bias_bits):
+        raise ValueError(f"bias_bits must be integers in 1..16, got {bias_bits!r}")
     if recover_iterations is None:
         recover_iterations = 2 * retrain_iterations
     if isinstance(recover_iterations, bool) or not isinstance(recover_iterations, int) or (
@@ -284,14 +301,14 @@ def compress(
     rounds = report.rounds
     best: tuple[int, nn.Module] | None = None
 
-    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs):
+    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs, bias_bits=None):
         nonlocal best
         fb = file_bytes(m, gap)
         meets = acc >= floor
         r = Round(index=len(rounds), phase=phase, sparsity=dict(sp),
                   bits=None if bt is None else dict(bt), accuracy=float(acc), file_bytes=fb,
                   predicted_bytes=predicted, meets_budget=meets, accepted=accepted, note=note,
-                  seconds=secs)
+                  seconds=secs, bias_bits=bias_bits)
         rounds.append(r)
         if meets and (best is None or fb < rounds[best[0]].file_bytes):
             best = (r.index, copy.deepcopy(m))
@@ -337,7 +354,9 @@ def compress(
                                  fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
                                  max_sparsity=caps)
                 report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
-                target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0))
+                # at most halve (max_step) what a layer keeps in one round
+                target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0),
+                                 1 - (1 - max_step) * (1 - good_sp[n]))
                           for n in names}
                 alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
                 predicted = alloc.predicted_bytes
@@ -358,7 +377,8 @@ def compress(
             acc = float(eval_fn(cur))
             n_rounds += 1
             ok = acc >= prune_floor
-            if not ok and recover_iterations and acc >= prune_floor - (base - floor) and (
+            window = max(base - floor, 0.003)  # the budget, and at least 0.3 pp
+            if not ok and recover_iterations and acc >= prune_floor - window and (
                     clock.allows((time.perf_counter() - t)
                                  * recover_iterations / max(1, retrain_iterations))):
                 # close: more retraining usually recovers it (a short round is the
@@ -487,14 +507,42 @@ def compress(
                 if shared_ok:
                     break
                 share_scale /= 3
+    # ---- biases ---------------------------------------------------------------------------
+    if bias_bits and best is not None and clock.allows(0.0):
+        _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock)
     assert best is not None  # the trained model meets the budget (budget >= 0)
     idx, chosen_model = best
     r = rounds[idx]
     report.chosen = idx
-    report.sparsity, report.bits = dict(r.sparsity), r.bits
+    report.sparsity, report.bits, report.bias_bits = dict(r.sparsity), r.bits, r.bias_bits
     report.accuracy, report.file_bytes = r.accuracy, r.file_bytes
     report.seconds = clock.elapsed()
     log(f"auto: chose #{idx} ({r.phase}): validation {100 * r.accuracy:.2f} %, "
         f"{r.file_bytes:,} bytes ({report.ratio:.1f}x smaller than dense float32), "
         f"{report.seconds:.0f} s; stopped by {report.stopped_by}")
     return chosen_model, report
+
+
+def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock):
+    """Replace the biases of the best model's compressible layers by 1-D k-means centres at
+    each of ``bias_bits`` in turn (no retraining). Each result is recorded, and so becomes the
+    best model when it meets the budget with a smaller file; the first that breaks the budget
+    ends the phase."""
+    idx, model = best
+    r0 = rounds[idx]
+    for b in bias_bits:
+        if not clock.allows():
+            break
+        t = time.perf_counter()
+        m = copy.deepcopy(model)
+        if not share_biases_(m, b, filter_fn):
+            continue
+        m.eval()
+        acc = float(eval_fn(m))
+        ok = acc >= floor
+        record("bias", r0.sparsity, r0.bits, acc, m, None, ok,
+               f"biases shared at {b} bits ({2 ** b} values per layer)"
+               + ("" if ok else "; breaks the budget"), time.perf_counter() - t, bias_bits=b)
+        if not ok:
+            break
+        model = m

@@ -174,7 +174,7 @@ def _section(name: str, d: dict) -> str:
 
 def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: dict,
                 bits: dict | None, *, steps: int, retrain_cfg: TrainConfig,
-                fine_cfg: TrainConfig | None, storage) -> str:
+                fine_cfg: TrainConfig | None, storage, bias_bits: int | None = None) -> str:
     """A recipe (see :mod:`netsqueeze.experiments.recipe`) holding a chosen allocation."""
     parts = [f"name = {json.dumps(name)}\ndescription = {json.dumps(description)}\n",
              _section("train", train_cfg.to_dict())]
@@ -183,7 +183,10 @@ def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: d
                                         "steps": max(1, int(steps)), "schedule": "cubic"}))
         parts.append(_section("prune.retrain", retrain_cfg.to_dict()))
     if bits:
-        parts.append(_section("share", {"bits": {k: int(v) for k, v in bits.items()}}))
+        share = {"bits": {k: int(v) for k, v in bits.items()}}
+        if bias_bits:
+            share["bias_bits"] = int(bias_bits)
+        parts.append(_section("share", share))
         if fine_cfg is not None and fine_cfg.iterations > 0:
             parts.append(_section("finetune", fine_cfg.to_dict()))
     parts.append(_section("storage", dataclasses.asdict(storage)))
@@ -324,7 +327,8 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         f"{p['split']['source']})",
         p["train_cfg"], report["sparsity"], report["bits"], steps=max(1, rep.prune_rounds),
         retrain_cfg=dataclasses.replace(rt, iterations=retrain_its),
-        fine_cfg=dataclasses.replace(ft, iterations=fine_its), storage=p["storage"])
+        fine_cfg=dataclasses.replace(ft, iterations=fine_its), storage=p["storage"],
+        bias_bits=report.get("bias_bits"))
     atomic_write_text(out / "recipe.toml", toml)
     table = _layer_table_md(report, file_layers)
     refs = list(references or [])
@@ -362,6 +366,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
             "ratio": float(fr["totals"]["ratio_to_dense"]),
             "sparsity": report["sparsity"],
             "bits": report["bits"],
+            "bias_bits": report.get("bias_bits"),
             "backoffs": rep.backoffs,
             "stopped_by": rep.stopped_by,
         },

@@ -44,7 +44,7 @@ from netsqueeze.models.factory import build_model, load_weights
 from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip_
-from netsqueeze.nn.share import share_report, share_weights_
+from netsqueeze.nn.share import share_biases_, share_report, share_weights_
 from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
 __all__ = ["OUTPUTS", "CompressSpec", "layer_table", "run_compress"]
@@ -269,6 +269,10 @@ def run_compress(
                        progress=progress, desc="fine-tune centroids", checkpoint=ckpt,
                        keep_checkpoint=True)
             record["train"] = tl.to_dict()
+        if kind in ("share", "finetune") and i == len(plan) - 1 and recipe.share.bias_bits:
+            # after the last training: biases to k-means centres too
+            record["bias_bits"] = recipe.share.bias_bits
+            record["biases_shared"] = share_biases_(model, recipe.share.bias_bits)
         record["accuracy"] = evaluate(model, x_test, y_test)
         record.update(_summary(model))
         record["seconds"] = time.perf_counter() - t0

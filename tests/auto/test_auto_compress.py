@@ -69,6 +69,7 @@ def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tm
         assert got[name] == pytest.approx(sp, abs=1e-4)
     share_weights_(m, recipe.share)
     assert {r.name: r.bits for r in share_report(m)} == s["bits"]
+    assert recipe.share.bias_bits == s["bias_bits"]
 
 
 def test_cli_budget_errors(tmp_path, capsys):
