@@ -59,7 +59,7 @@ def plot_pareto(report: dict, path: str | Path, references: list[dict] | None = 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rounds = report["rounds"]
-    for phase, marker in (("trained", "s"), ("prune", "o"), ("share", "^")):
+    for phase, marker in (("trained", "s"), ("prune", "o"), ("share", "^"), ("bias", "v")):
         pts = [r for r in rounds if r["phase"] == phase]
         ok = [r for r in pts if r["meets_budget"]]
         bad = [r for r in pts if not r["meets_budget"]]

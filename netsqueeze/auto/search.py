@@ -33,7 +33,7 @@ from netsqueeze.auto.sensitivity import (
 from netsqueeze.nn.export import DEFAULT_GAP_BITS, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import PruneConfig, prune_
-from netsqueeze.nn.share import ShareConfig, share_weights_
+from netsqueeze.nn.share import ShareConfig, share_biases_, share_weights_
 
 __all__ = ["AutoReport", "Round", "compress", "file_bytes"]
 
@@ -46,7 +46,7 @@ class Round:
     """One model the search finished: what it tried and what validation said."""
 
     index: int
-    phase: str  # "trained", "prune" or "share"
+    phase: str  # "trained", "prune", "share" or "bias"
     sparsity: dict[str, float]
     bits: dict[str, int] | None
     accuracy: float
@@ -56,6 +56,7 @@ class Round:
     accepted: bool
     note: str = ""
     seconds: float = 0.0
+    bias_bits: int | None = None
 
 
 @dataclass
@@ -70,6 +71,7 @@ class AutoReport:
     chosen: int | None = None
     sparsity: dict[str, float] = field(default_factory=dict)
     bits: dict[str, int] | None = None
+    bias_bits: int | None = None
     accuracy: float = 0.0
     file_bytes: int = 0
     dense_bytes: int = 0
@@ -138,6 +140,10 @@ def compress(
     retrain_iterations: int = 500,
     finetune_iterations: int = 500,
     final_retrain_iterations: int = 0,
+    recover_iterations: int | None = None,
+    cycles: int = 2,
+    max_step: float = 0.5,
+    bias_bits: Sequence[int] = (6, 5, 4, 3, 2),
     margin: float = 0.2,
     max_backoffs: int = 8,
     max_rounds: int = 12,
@@ -176,8 +182,27 @@ def compress(
     finetune_iterations : int
         ``train_fn`` iterations after weight sharing (the centroids and other parameters).
     final_retrain_iterations : int
-        Longer retraining of the last accepted pruned model before sharing (kept only when it
-        still meets the budget).
+        Longer retraining of the last accepted pruned model at the end of each pruning cycle
+        (kept only when it still meets the budget).
+    recover_iterations : int, optional
+        A round that breaks the budget by at most the budget again (its drop is under twice
+        the allowed one) is first retrained this many more iterations and measured again; only
+        if it still breaks the budget is it undone and backed off. Default
+        ``2 * retrain_iterations``; 0 turns recovery off.
+    cycles : int
+        Pruning cycles. A cycle ends when the allocation saturates (every layer capped by a
+        back-off) or ``max_backoffs`` rounds broke the budget; its final retraining usually
+        recovers accuracy that the short rounds could not, so the next cycle lifts the caps and
+        tries again from there (with a fresh back-off allowance). ``max_rounds`` and the time
+        budget bound all cycles together.
+    max_step : float in (0, 1]
+        The largest share of a layer's remaining weights one round may remove (0.5: at most
+        halve its non-zeros per round, so that short retraining can follow; 1: no limit).
+    bias_bits : sequence of int
+        Last, the biases of the compressible layers of the smallest accepted model are
+        replaced by 1-D k-means centres (``2**b`` per layer, no retraining) at each of these
+        bit widths in turn; each result is evaluated and kept only if it meets the budget
+        (the file stores them with a codebook). Empty: biases stay as trained.
     margin : float in [0, 1)
         Safety margin of the predictions: pruning allocations aim at ``(1 - margin)`` of the
         budget (times a growing scale), sharing allocations at ``(1 - margin)`` of what the
@@ -212,9 +237,21 @@ def compress(
     for name, v in (("retrain_iterations", retrain_iterations),
                     ("finetune_iterations", finetune_iterations), ("max_backoffs", max_backoffs),
                     ("final_retrain_iterations", final_retrain_iterations),
-                    ("max_rounds", max_rounds), ("share_attempts", share_attempts)):
+                    ("max_rounds", max_rounds), ("share_attempts", share_attempts),
+                    ("cycles", cycles)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if not (isinstance(max_step, int | float) and 0 < max_step <= 1):
+        raise ValueError(f"max_step must be in (0, 1], got {max_step!r}")
+    bias_bits = [int(b) for b in bias_bits]
+    if any(not 1 <= b <= 16 for b in bias_bits):
+        raise ValueError(f"bias_bits must be integers in 1..16, got {bias_bits!r}")
+    if recover_iterations is None:
+        recover_iterations = 2 * retrain_iterations
+    if isinstance(recover_iterations, bool) or not isinstance(recover_iterations, int) or (
+            recover_iterations < 0):
+        raise ValueError(f"recover_iterations must be an integer >= 0, got "
+                         f"{recover_iterations!r}")
     clock = _Clock(time_budget)
     gap = dict(DEFAULT_GAP_BITS)
     gap.update(gap_bits or {})
@@ -264,14 +301,14 @@ def compress(
     rounds = report.rounds
     best: tuple[int, nn.Module] | None = None
 
-    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs):
+    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs, bias_bits=None):
         nonlocal best
         fb = file_bytes(m, gap)
         meets = acc >= floor
         r = Round(index=len(rounds), phase=phase, sparsity=dict(sp),
                   bits=None if bt is None else dict(bt), accuracy=float(acc), file_bytes=fb,
                   predicted_bytes=predicted, meets_budget=meets, accepted=accepted, note=note,
-                  seconds=secs)
+                  seconds=secs, bias_bits=bias_bits)
         rounds.append(r)
         if meets and (best is None or fb < rounds[best[0]].file_bytes):
             best = (r.index, copy.deepcopy(m))
@@ -287,107 +324,140 @@ def compress(
     good = copy.deepcopy(cur)
     good_acc = base
     good_sp = {n: 0.0 for n in names}
-    caps: dict[str, float] = {}
     prune_floor = floor
     prune_budget = (1 - margin) * budget
     scale = 1.0
-    retry: dict[str, float] | None = None
     stopped = "allocation saturated"
     n_rounds = 0
-    idle = 0
-    while True:
-        if n_rounds >= max_rounds:
-            stopped = "max rounds"
-            break
-        if not clock.allows():
-            stopped = "time budget"
-            break
-        if retry is not None:
-            target, retry = retry, None
-            alloc_note = "back-off retry"
-            predicted = None
-        else:
-            alloc = allocate(costs.layers, dp, ds, sp_grid, bit_grid, prune_budget * scale,
-                             fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
-                             max_sparsity=caps)
-            report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
-            target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0))
-                      for n in names}
-            alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
-            predicted = alloc.predicted_bytes
-        if all(target[n] <= good_sp[n] + 1e-9 for n in names):
-            idle += 1
-            if scale >= 2.0 ** 16 or idle > 20:
-                break
-            scale *= 2
-            continue
+    out_of = ""  # set when rounds or time ran out: no further cycle
+    for cycle in range(max(1, cycles)):
+        caps: dict[str, float] = {}
+        retry: dict[str, float] | None = None
         idle = 0
-        t = time.perf_counter()
-        cur = copy.deepcopy(good)
-        prune_(cur, PruneConfig(sparsity=dict(target)))
-        if retrain_iterations:
-            train_fn(cur, retrain_iterations)
-        cur.eval()
-        acc = float(eval_fn(cur))
-        n_rounds += 1
-        ok = acc >= prune_floor
-        secs = time.perf_counter() - t
-        clock.last = max(clock.last, secs)
-        record("prune", target, None, acc, cur, predicted, ok,
-               alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
-        clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
-        if ok:
-            good, good_acc, good_sp = cur, acc, dict(target)
-            report.prune_rounds += 1
-            # the one-shot curves overstate what retraining leaves: grow faster while the
-            # measured drop uses little of the budget, slower close to it
-            used = (base - acc) * 100 / budget if budget > 0 else 1.0
-            scale *= 4.0 if used < 0.25 else 2.0 if used < 0.6 else 1.3
-            continue
-        report.backoffs += 1
-        if report.backoffs > max_backoffs:
-            stopped = "max back-offs"
-            break
-        # the layers that hurt most: the largest predicted increase of drop in this round
-        hurt = {n: _interp(sp_grid, dp[n], target[n]) - _interp(sp_grid, dp[n], good_sp[n])
-                for n in names if target[n] > good_sp[n] + 1e-9}
-        order = sorted(hurt, key=hurt.get, reverse=True)
-        total = sum(max(0.0, v) for v in hurt.values())
-        chosen, acc_hurt = [], 0.0
-        if total <= 0:  # the curves did not see it coming: back off every layer that moved
-            chosen = order
-        for n in order if total > 0 else ():
-            chosen.append(n)
-            acc_hurt += max(0.0, hurt[n])
-            if acc_hurt >= 0.5 * total:
+        cycle_backoffs = 0
+        rounds_before = report.prune_rounds
+        if cycle:
+            log(f"auto: pruning cycle {cycle + 1}: caps lifted after the final retraining")
+        while True:
+            if n_rounds >= max_rounds:
+                stopped = out_of = "max rounds"
                 break
-        retry = dict(target)
-        for n in chosen:
-            kept = math.sqrt((1 - good_sp[n]) * (1 - target[n]))  # halfway, in log kept
-            cap = 1 - kept
-            if cap - good_sp[n] < 0.005:
-                cap = good_sp[n]
-            caps[n] = cap
-            retry[n] = cap
-        log(f"auto: back-off {report.backoffs}/{max_backoffs}: raising the kept fraction of "
-            + ", ".join(f"{n} to {100 * (1 - caps[n]):.2f} %" for n in chosen))
-        if all(retry[n] <= good_sp[n] + 1e-9 for n in names):
-            retry = None
-        cur = good
+            if not clock.allows():
+                stopped = out_of = "time budget"
+                break
+            if retry is not None:
+                target, retry = retry, None
+                alloc_note = "back-off retry"
+                predicted = None
+            else:
+                alloc = allocate(costs.layers, dp, ds, sp_grid, bit_grid, prune_budget * scale,
+                                 fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
+                                 max_sparsity=caps)
+                report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
+                # at most halve (max_step) what a layer keeps in one round
+                target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0),
+                                 1 - (1 - max_step) * (1 - good_sp[n]))
+                          for n in names}
+                alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
+                predicted = alloc.predicted_bytes
+            if all(target[n] <= good_sp[n] + 1e-9 for n in names):
+                idle += 1
+                if scale >= 2.0 ** 16 or idle > 20:
+                    stopped = "allocation saturated"
+                    break
+                scale *= 2
+                continue
+            idle = 0
+            t = time.perf_counter()
+            cur = copy.deepcopy(good)
+            prune_(cur, PruneConfig(sparsity=dict(target)))
+            if retrain_iterations:
+                train_fn(cur, retrain_iterations)
+            cur.eval()
+            acc = float(eval_fn(cur))
+            n_rounds += 1
+            ok = acc >= prune_floor
+            window = max(base - floor, 0.003)  # the budget, and at least 0.3 pp
+            if not ok and recover_iterations and acc >= prune_floor - window and (
+                    clock.allows((time.perf_counter() - t)
+                                 * recover_iterations / max(1, retrain_iterations))):
+                # close: more retraining usually recovers it (a short round is the
+                # cheapest, not the best, judge of a sparsity)
+                missed = acc
+                train_fn(cur, recover_iterations)
+                cur.eval()
+                acc = float(eval_fn(cur))
+                ok = acc >= prune_floor
+                alloc_note += (f"; {100 * missed:.2f} % after {retrain_iterations} iterations, "
+                               f"{recover_iterations} more to recover")
+            secs = time.perf_counter() - t
+            clock.last = max(clock.last, secs)
+            record("prune", target, None, acc, cur, predicted, ok,
+                   alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
+            clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
+            if ok:
+                good, good_acc, good_sp = cur, acc, dict(target)
+                report.prune_rounds += 1
+                # the one-shot curves overstate what retraining leaves: grow faster while the
+                # measured drop uses little of the budget, slower close to it
+                used = (base - acc) * 100 / budget if budget > 0 else 1.0
+                scale *= 4.0 if used < 0.25 else 2.0 if used < 0.6 else 1.3
+                continue
+            report.backoffs += 1
+            cycle_backoffs += 1
+            if cycle_backoffs > max_backoffs:
+                stopped = "max back-offs"
+                break
+            # the layers that hurt most: the largest predicted increase of drop in this round
+            hurt = {n: _interp(sp_grid, dp[n], target[n]) - _interp(sp_grid, dp[n], good_sp[n])
+                    for n in names if target[n] > good_sp[n] + 1e-9}
+            order = sorted(hurt, key=hurt.get, reverse=True)
+            total = sum(max(0.0, v) for v in hurt.values())
+            chosen, acc_hurt = [], 0.0
+            if total <= 0:  # the curves did not see it coming: back off every layer that moved
+                chosen = order
+            for n in order if total > 0 else ():
+                chosen.append(n)
+                acc_hurt += max(0.0, hurt[n])
+                if acc_hurt >= 0.5 * total:
+                    break
+            retry = dict(target)
+            for n in chosen:
+                kept = math.sqrt((1 - good_sp[n]) * (1 - target[n]))  # halfway, in log kept
+                cap = 1 - kept
+                if cap - good_sp[n] < 0.005:
+                    cap = good_sp[n]
+                caps[n] = cap
+                retry[n] = cap
+            log(f"auto: back-off {report.backoffs} ({cycle_backoffs}/{max_backoffs} in this "
+                "cycle): raising the kept fraction of "
+                + ", ".join(f"{n} to {100 * (1 - caps[n]):.2f} %" for n in chosen))
+            if all(retry[n] <= good_sp[n] + 1e-9 for n in names):
+                retry = None
+            cur = good
+        gained = False
+        if final_retrain_iterations and report.prune_rounds > rounds_before and clock.allows(
+                clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
+            t = time.perf_counter()
+            m = copy.deepcopy(good)
+            train_fn(m, final_retrain_iterations)
+            m.eval()
+            acc = float(eval_fn(m))
+            secs = time.perf_counter() - t
+            ok = acc >= floor
+            record("prune", good_sp, None, acc, m, None, ok,
+                   f"final retraining of cycle {cycle + 1}, {final_retrain_iterations} "
+                   "iterations", secs)
+            if ok:
+                gained = acc > good_acc
+                good, good_acc = m, acc
+        # another cycle only if this one moved, its final retraining left room, and there is
+        # time and rounds for it
+        if out_of or not gained:
+            break
+        if cycle + 1 < max(1, cycles):
+            scale = max(1.0, scale / 4)
     report.stopped_by = stopped
-    if final_retrain_iterations and report.prune_rounds and clock.allows(
-            clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
-        t = time.perf_counter()
-        m = copy.deepcopy(good)
-        train_fn(m, final_retrain_iterations)
-        m.eval()
-        acc = float(eval_fn(m))
-        secs = time.perf_counter() - t
-        ok = acc >= floor
-        record("prune", good_sp, None, acc, m, None, ok,
-               f"final retraining, {final_retrain_iterations} iterations", secs)
-        if ok:
-            good, good_acc = m, acc
 
     # ---- weight sharing ----------------------------------------------------------------
     if share_attempts and clock.allows():
@@ -437,14 +507,42 @@ def compress(
                 if shared_ok:
                     break
                 share_scale /= 3
+    # ---- biases ---------------------------------------------------------------------------
+    if bias_bits and best is not None and clock.allows(0.0):
+        _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock)
     assert best is not None  # the trained model meets the budget (budget >= 0)
     idx, chosen_model = best
     r = rounds[idx]
     report.chosen = idx
-    report.sparsity, report.bits = dict(r.sparsity), r.bits
+    report.sparsity, report.bits, report.bias_bits = dict(r.sparsity), r.bits, r.bias_bits
     report.accuracy, report.file_bytes = r.accuracy, r.file_bytes
     report.seconds = clock.elapsed()
     log(f"auto: chose #{idx} ({r.phase}): validation {100 * r.accuracy:.2f} %, "
         f"{r.file_bytes:,} bytes ({report.ratio:.1f}x smaller than dense float32), "
         f"{report.seconds:.0f} s; stopped by {report.stopped_by}")
     return chosen_model, report
+
+
+def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock):
+    """Replace the biases of the best model's compressible layers by 1-D k-means centres at
+    each of ``bias_bits`` in turn (no retraining). Each result is recorded, and so becomes the
+    best model when it meets the budget with a smaller file; the first that breaks the budget
+    ends the phase."""
+    idx, model = best
+    r0 = rounds[idx]
+    for b in bias_bits:
+        if not clock.allows():
+            break
+        t = time.perf_counter()
+        m = copy.deepcopy(model)
+        if not share_biases_(m, b, filter_fn):
+            continue
+        m.eval()
+        acc = float(eval_fn(m))
+        ok = acc >= floor
+        record("bias", r0.sparsity, r0.bits, acc, m, None, ok,
+               f"biases shared at {b} bits ({2 ** b} values per layer)"
+               + ("" if ok else "; breaks the budget"), time.perf_counter() - t, bias_bits=b)
+        if not ok:
+            break
+        model = m

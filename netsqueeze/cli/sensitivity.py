@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netsqueeze.cli import common
+from netsqueeze.cli import common, modelspec
 
 NAME = "sensitivity"
 
@@ -19,10 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "sparsities and bit widths. Writes sensitivity.json, sensitivity.md (the table) and "
         "sensitivity.png. The test set is not used.",
     )
-    p.add_argument("--model", default="lenet5",
-                   help="lenet5, lenet-300-100 or notebook-cnn [%(default)s]")
-    p.add_argument("--checkpoint", default=None,
-                   help="start from this trained checkpoint instead of training")
+    modelspec.add_model_args(p, default="lenet5", checkpoint=True,
+                             help_extra=" (trained here unless --checkpoint is given)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for validation [%(default)s]")
     p.add_argument("--seed", type=int, default=0, help="seed of the split [%(default)s]")
@@ -43,17 +41,18 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from netsqueeze.experiments.auto_compress import AutoSpec, run_sensitivity
-    from netsqueeze.models import MODELS
+    from netsqueeze.models.factory import resolve_factory
 
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    resolve_factory(args.model)  # a wrong spec fails here, before any data is loaded
     if args.retrain_iterations < 0:
         raise ValueError(f"--retrain-iterations must be >= 0, got {args.retrain_iterations}")
     if args.retrain_iterations and ((args.workers or 1) > 1 or args.ray):
         raise ValueError("--retrain-iterations runs in this process only; drop --workers/--ray")
     spec = AutoSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                     download=args.download, checkpoint=args.checkpoint, device=args.device,
-                    val_fraction=args.val_fraction, seed=args.seed)
+                    val_fraction=args.val_fraction, seed=args.seed,
+                    model_args=modelspec.model_args(args) or None,
+                    trust_checkpoint=args.trust_checkpoint)
     if not 0 < spec.val_fraction < 1:
         raise ValueError(f"--val-fraction must be in (0, 1), got {spec.val_fraction}")
     with common.make_executor(args) as executor:

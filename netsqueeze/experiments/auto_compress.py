@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
@@ -109,9 +110,20 @@ def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict
     ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
                    progress=progress, log=log)
     device = resolve_device(spec.device)
-    tr, va = validation_split(ds.y_train, spec.val_fraction, seed=spec.seed)
-    log(f"validation: {va.size:,} of the {ds.n_train:,} training images (stratified, seed "
-        f"{spec.seed}); training on the other {tr.size:,}")
+    if ds.x_val is not None:
+        # the data set brings its own validation split: train on all of training
+        tr = np.arange(ds.n_train)
+        x_val, y_val = ds.x_val, ds.y_val
+        split = {"source": "the data set's own x_val / y_val", "stratified": None}
+        log(f"validation: the data set's own {len(y_val):,} images; training on all "
+            f"{ds.n_train:,} training images")
+    else:
+        tr, va = validation_split(ds.y_train, spec.val_fraction, seed=spec.seed)
+        x_val, y_val = ds.x_train[va], ds.y_train[va]
+        split = {"source": f"{spec.val_fraction:g} of the training set, stratified, seed "
+                 f"{spec.seed}", "stratified": True}
+        log(f"validation: {va.size:,} of the {ds.n_train:,} training images (stratified, seed "
+            f"{spec.seed}); training on the other {tr.size:,}")
     train_cfg, retrain_cfg, fine_cfg, storage = _configs(spec.model)
     torch.manual_seed(train_cfg.seed)
     t = time.perf_counter()
@@ -129,13 +141,14 @@ def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict
     check_images_fit(ds, model, spec.model)
     model.to(device)
     return {
-        "ds": ds, "device": device, "train_idx": tr, "val_idx": va, "model": model,
+        "ds": ds, "device": device, "n_train": int(tr.size), "n_val": len(y_val),
+        "split": split, "model": model,
         "train_cfg": train_cfg, "retrain_cfg": retrain_cfg, "fine_cfg": fine_cfg,
         "storage": storage, "trained_how": trained_how, "train_seconds": time.perf_counter() - t,
         "x_tr": to_tensor(ds.x_train[tr], device),
         "y_tr": torch.as_tensor(ds.y_train[tr], dtype=torch.long, device=device),
-        "x_va": to_tensor(ds.x_train[va], device),
-        "y_va": torch.as_tensor(ds.y_train[va], dtype=torch.long, device=device),
+        "x_va": to_tensor(x_val, device),
+        "y_va": torch.as_tensor(y_val, dtype=torch.long, device=device),
     }
 
 
@@ -161,7 +174,7 @@ def _section(name: str, d: dict) -> str:
 
 def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: dict,
                 bits: dict | None, *, steps: int, retrain_cfg: TrainConfig,
-                fine_cfg: TrainConfig | None, storage) -> str:
+                fine_cfg: TrainConfig | None, storage, bias_bits: int | None = None) -> str:
     """A recipe (see :mod:`netsqueeze.experiments.recipe`) holding a chosen allocation."""
     parts = [f"name = {json.dumps(name)}\ndescription = {json.dumps(description)}\n",
              _section("train", train_cfg.to_dict())]
@@ -170,7 +183,10 @@ def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: d
                                         "steps": max(1, int(steps)), "schedule": "cubic"}))
         parts.append(_section("prune.retrain", retrain_cfg.to_dict()))
     if bits:
-        parts.append(_section("share", {"bits": {k: int(v) for k, v in bits.items()}}))
+        share = {"bits": {k: int(v) for k, v in bits.items()}}
+        if bias_bits:
+            share["bias_bits"] = int(bias_bits)
+        parts.append(_section("share", share))
         if fine_cfg is not None and fine_cfg.iterations > 0:
             parts.append(_section("finetune", fine_cfg.to_dict()))
     parts.append(_section("storage", dataclasses.asdict(storage)))
@@ -213,7 +229,8 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
                       retrain_iterations=retrain_iterations, progress=progress,
                       executor=executor)
     res.meta = {"model": spec.model, "dataset": p["ds"].name, "seed": spec.seed,
-                "val_fraction": spec.val_fraction, "trained": p["trained_how"]}
+                "val_fraction": spec.val_fraction, "validation": p["split"]["source"],
+                "trained": p["trained_how"]}
     d = res.to_dict()
     atomic_write_json(out / "sensitivity.json", d)
     atomic_write_text(out / "sensitivity.md", res.table_markdown())
@@ -239,7 +256,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     out.mkdir(parents=True, exist_ok=True)
     p = _prepare(spec, progress, log)
     ds, device = p["ds"], p["device"]
-    n_tr = int(p["train_idx"].size)
+    n_tr = p["n_train"]
     rt, ft = p["retrain_cfg"], p["fine_cfg"]
     retrain_its = spec.retrain_iterations
     if retrain_its is None:
@@ -267,7 +284,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     sens_seconds = time.perf_counter() - t
     # a safety margin of one standard error of the validation accuracy, so that a model that
     # just meets the budget on validation is likely to meet it on unseen data too
-    n_val = int(p["val_idx"].size)
+    n_val = p["n_val"]
     p_ref = 1 - spec.max_error / 100 if spec.max_error is not None else sens.baseline_accuracy
     margin_pp = 100 * (p_ref * (1 - p_ref) / n_val) ** 0.5
     min_acc = None if spec.max_error is None else 1 - spec.max_error / 100 + margin_pp / 100
@@ -307,10 +324,11 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     toml = recipe_toml(
         f"auto-{spec.model}",
         f"chosen by netsqueeze compress {budget_txt.strip()} on {ds.name} (validation: "
-        f"{spec.val_fraction:g} of training, seed {spec.seed})",
+        f"{p['split']['source']})",
         p["train_cfg"], report["sparsity"], report["bits"], steps=max(1, rep.prune_rounds),
         retrain_cfg=dataclasses.replace(rt, iterations=retrain_its),
-        fine_cfg=dataclasses.replace(ft, iterations=fine_its), storage=p["storage"])
+        fine_cfg=dataclasses.replace(ft, iterations=fine_its), storage=p["storage"],
+        bias_bits=report.get("bias_bits"))
     atomic_write_text(out / "recipe.toml", toml)
     table = _layer_table_md(report, file_layers)
     refs = list(references or [])
@@ -323,9 +341,10 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         "dataset": ds.to_dict(),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "split": {"validation_images": int(p["val_idx"].size), "training_images": n_tr,
+        "split": {"validation_images": n_val, "training_images": n_tr,
                   "test_images": int(ds.n_test), "val_fraction": spec.val_fraction,
-                  "seed": spec.seed, "stratified": True},
+                  "seed": spec.seed, "stratified": p["split"]["stratified"],
+                  "validation_source": p["split"]["source"]},
         "decided_on": {**report["decided_on"], "training and retraining": "training part",
                        "reported accuracy": "test, measured once per finished model (trained "
                        "and chosen)"},
@@ -347,6 +366,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
             "ratio": float(fr["totals"]["ratio_to_dense"]),
             "sparsity": report["sparsity"],
             "bits": report["bits"],
+            "bias_bits": report.get("bias_bits"),
             "backoffs": rep.backoffs,
             "stopped_by": rep.stopped_by,
         },

@@ -51,7 +51,7 @@ from netsqueeze.nn import distributed as ddp
 from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip_
-from netsqueeze.nn.share import share_report, share_weights_
+from netsqueeze.nn.share import share_biases_, share_report, share_weights_
 from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
 __all__ = ["OUTPUTS", "CompressSpec", "check_nproc", "layer_table", "run_compress"]
@@ -337,6 +337,10 @@ def run_compress(
                        progress=progress, desc="fine-tune centroids", checkpoint=ckpt,
                        keep_checkpoint=True)
             record["train"] = tl.to_dict()
+        if kind in ("share", "finetune") and i == len(plan) - 1 and recipe.share.bias_bits:
+            # after the last training: biases to k-means centres too (on every rank)
+            record["bias_bits"] = recipe.share.bias_bits
+            record["biases_shared"] = share_biases_(model, recipe.share.bias_bits)
         if nproc > 1:
             ddp.check_identical(model, f"after stage {record['stage']}")
         if not main:

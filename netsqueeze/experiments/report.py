@@ -127,6 +127,16 @@ def zero_weights_summary(results: dict) -> str:
             f"- Without any loss of accuracy: {_pct(zl['zero_fraction'])} "
             f"(threshold {zl['threshold']:.4f})."
         )
+    pl = a.get("zero_per_layer")
+    if pl and pl.get("layers"):
+        key = f"{pl['tolerance_pp']:g}"
+        per = [f"{la['name']} {_pct(la['zeroable'][key])} of {la['weights']:,}"
+               for la in pl["layers"] if key in la["zeroable"]]
+        lines.append(
+            f"- **Per layer, pruned alone** (by magnitude, the other layers untouched), this "
+            f"many of its weights can be zeroed for <= {pl['tolerance_pp']:g} pp: "
+            + ", ".join(per) + ". Layers do not add up: pruning them together costs more."
+        )
     c = a.get("clusters_within_tolerance")
     if c:
         lines.append(

@@ -44,7 +44,7 @@ from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, to_tensor, train
 
 __all__ = ["OUTPUTS", "ZeroWeightsSpec", "apply_clusters_", "apply_threshold_", "near_chance",
-           "run_versions", "run_zero_weights", "save_chosen_points"]
+           "per_layer_zeroable", "run_versions", "run_zero_weights", "save_chosen_points"]
 
 #: The files :func:`run_zero_weights` writes into its output folder (``threshold.nsq`` and
 #: ``clusters.nsq`` with ``save_chosen``; ``report.html`` is written by the command).
@@ -209,6 +209,32 @@ def _answers(thr: sweeps.ThresholdSweepResult, clu: sweeps.ClusterSweepResult, s
 
 
 _versions = run_versions  # the former private name
+
+
+def per_layer_zeroable(model: torch.nn.Module, x, y, tolerance_pp: float, *,
+                       progress: bool = False, executor=None) -> dict:
+    """Per layer, alone: the largest share of its weights that magnitude pruning can zero
+    while accuracy on ``(x, y)`` stays within each tolerance (first crossing on the grid of
+    :data:`netsqueeze.auto.sensitivity.DEFAULT_SPARSITIES`; the other layers untouched)."""
+    from netsqueeze.auto.sensitivity import sensitivity
+
+    sens = sensitivity(model, (x, y), bits=(), split="test", progress=progress,
+                       executor=executor)
+    tols = sorted({0.1, float(tolerance_pp), 1.0})
+    return {
+        "rule": "one layer pruned at a time by weight magnitude, the others untouched; the "
+                "largest sparsity of the grid such that it and every smaller one stay within "
+                "the tolerance",
+        "grid": list(sens.layers[0].sparsities),
+        "baseline_accuracy": sens.baseline_accuracy,
+        "tolerance_pp": float(tolerance_pp),
+        "layers": [
+            {"name": ls.name, "kind": ls.kind, "weights": ls.weights,
+             "accuracy": list(ls.prune_accuracy),
+             "zeroable": {f"{t:g}": sens.max_sparsity_within(ls.name, t) for t in tols}}
+            for ls in sens.layers
+        ],
+    }
 
 
 def apply_threshold_(model: torch.nn.Module, threshold: float, *,
@@ -475,9 +501,19 @@ def run_zero_weights(
     )
     times["cluster_sweep"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    per_layer = state.data.get("per_layer")
+    if not isinstance(per_layer, dict):
+        per_layer = per_layer_zeroable(model, x_test, y_test, spec.tolerance_pp,
+                                       progress=progress, executor=executor)
+        state.data["per_layer"] = per_layer
+        state.save()
+    times["per_layer"] = time.perf_counter() - t
+
     layers = compressible_layers(model)
     n_weights = count_weights(model)
     answers = _answers(thr, clu, spec, n_weights)
+    answers["zero_per_layer"] = per_layer
     results = {
         "kind": "zero-weights",
         "spec": spec.to_dict(),

@@ -92,6 +92,7 @@ __all__ = [
     "apply_codebooks_",
     "codebooks",
     "is_shared",
+    "share_biases_",
     "share_layer_",
     "share_report",
     "share_weights_",
@@ -154,6 +155,11 @@ class ShareConfig:
         weight); ``lambda`` is found per layer by bisection.
     ecsq_lambda : float, optional
         ``method="ecsq"`` without ``target_bits``: the multiplier itself (0: weighted k-means).
+    bias_bits : int in [1, 16], optional
+        Also share the biases of the shared layers: each layer's bias becomes ``2 **
+        bias_bits`` 1-D k-means centres (:func:`share_biases_`), applied by the compress
+        pipeline after fine-tuning (the file then stores them with a codebook). None (the
+        default): biases stay as trained.
     """
 
     conv_bits: int = 8
@@ -166,6 +172,7 @@ class ShareConfig:
     tol: float = 1e-6
     target_bits: float | None = None
     ecsq_lambda: float | None = None
+    bias_bits: int | None = None
 
     def __post_init__(self):
         if isinstance(self.bits, Mapping):
@@ -208,6 +215,10 @@ class ShareConfig:
             ECSQ1D(2, lam=self.ecsq_lambda, target_bits=self.target_bits)._check_params()
         elif self.target_bits is not None or self.ecsq_lambda is not None:
             raise ValueError("target_bits and ecsq_lambda need method='ecsq'")
+        if self.bias_bits is not None:
+            _check_bits("bias_bits", self.bias_bits)
+            if self.bias_bits < 1:
+                raise ValueError(f"bias_bits must be None or in 1..16, got {self.bias_bits!r}")
         return self
 
     def bits_for(self, name: str, kind: str) -> int:
@@ -232,13 +243,14 @@ class ShareConfig:
             "tol": self.tol,
             "target_bits": self.target_bits,
             "ecsq_lambda": self.ecsq_lambda,
+            "bias_bits": self.bias_bits,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ShareConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
         known = {"conv_bits", "fc_bits", "bits", "init", "method", "random_state", "max_iter",
-                 "tol", "target_bits", "ecsq_lambda"}
+                 "tol", "target_bits", "ecsq_lambda", "bias_bits"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(
@@ -830,3 +842,32 @@ def share_report(model: nn.Module) -> ShareReport:
         )
     out.coverage = _prune.pruning_report(model).coverage
     return out
+
+
+def share_biases_(model: nn.Module, bits: int, filter_fn=None) -> int:
+    """Replace the bias of every compressible layer by ``2 ** bits`` 1-D k-means centres.
+
+    Linear initialisation, as for weights. A bias with at most ``2 ** bits`` elements is left
+    as it is. The biases stay ordinary parameters (training moves them off the centres again:
+    apply this after the last training). Returns the number of biases changed.
+    """
+    _check_bits("bits", bits)
+    if bits < 1:
+        raise ValueError(f"bits must be in 1..16, got {bits!r}")
+    changed = 0
+    seen: set[int] = set()
+    modules = [ref.module for ref in compressible_layers(model, filter_fn)]
+    modules += [m for name, m in model.named_modules()  # layers that share weights already
+                if shared_params(m) and (filter_fn is None or filter_fn(m, name))]
+    for module in modules:
+        bias = getattr(module, "bias", None)
+        if not isinstance(bias, torch.Tensor) or bias.numel() <= 2 ** bits or id(bias) in seen:
+            continue
+        seen.add(id(bias))
+        v = bias.detach().double().cpu().numpy().reshape(-1)
+        km = KMeans1D(2 ** bits, init="linear").fit(v)
+        q = torch.from_numpy(km.centroids_[km.labels_]).reshape(bias.shape)
+        with torch.no_grad():
+            bias.copy_(q.to(device=bias.device, dtype=bias.dtype))
+        changed += 1
+    return changed

@@ -69,6 +69,7 @@ def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tm
         assert got[name] == pytest.approx(sp, abs=1e-4)
     share_weights_(m, recipe.share)
     assert {r.name: r.bits for r in share_report(m)} == s["bits"]
+    assert recipe.share.bias_bits == s["bias_bits"]
 
 
 def test_cli_budget_errors(tmp_path, capsys):
@@ -109,3 +110,57 @@ def test_recipe_toml_round_trips_dotted_layer_names(tmp_path):
     assert r.share.bits == {"features.0": 3, "classifier.fc": 6}
     assert r.finetune.iterations == 5 and r.storage.fc_gap_bits == 4
     assert r.description == 'a "quoted" description'
+
+
+TINY_NET = '''
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.fc2 = nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+'''
+
+
+def _npz_with_val(tmp_path):
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    proto = rng.randint(0, 255, (3, 1, 8, 8))
+
+    def part(n, seed):
+        r = np.random.RandomState(seed)
+        y = r.randint(0, 3, n)
+        x = np.clip(proto[y] + r.randint(-40, 40, (n, 1, 8, 8)), 0, 255).astype(np.uint8)
+        return x, y.astype(np.int64)
+
+    (xt, yt), (xv, yv), (xs, ys) = part(300, 1), part(57, 2), part(90, 3)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+    return path
+
+
+def test_sensitivity_of_a_custom_model_on_the_data_sets_own_validation(tmp_path, capsys):
+    """A user's model file and an npz with x_val / y_val: the validation images are the data
+    set's own (57 of them), not a split of the training set."""
+    (tmp_path / "net.py").write_text(TINY_NET)
+    data = _npz_with_val(tmp_path)
+    out = tmp_path / "sens"
+    rc = main(["sensitivity", "--model", f"{tmp_path / 'net.py'}:Tiny", "--model-args",
+               '{"hidden": 8}', "--dataset", f"npz:{data}", "--device", "cpu", "-q",
+               "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "sensitivity.json").read_text())
+    assert res["meta"]["validation"] == "the data set's own x_val / y_val"
+    assert {la["name"] for la in res["layers"]} == {"fc1", "fc2"}
+    assert (out / "sensitivity.png").is_file()
+    rc = main(["sensitivity", "--model", f"{tmp_path / 'net.py'}:Nope", "--dataset",
+               f"npz:{data}", "-o", str(out)])
+    assert rc == 2
+    assert "Nope" in capsys.readouterr().err

@@ -147,6 +147,20 @@ def test_only_pruning_or_only_sharing(tmp_path):
     assert all(layer["distinct_nonzero"] <= 4 for layer in shared["stages"][-1]["layers"].values())
 
 
+def test_share_bias_bits_shares_the_biases_after_the_last_stage(tmp_path):
+    from netsqueeze.nn.export import load_compressed
+
+    spec = CompressSpec(model="lenet-300-100", dataset="mnist-sample", device="cpu")
+    res = run_compress(spec, parse_recipe({"train": {"iterations": 40},
+                                           "share": {"bits": 2, "bias_bits": 2}}),
+                       tmp_path, progress=False, plots=False, log=lambda s: None)
+    last = res["stages"][-1]
+    assert last["stage"] == "share" and last["bias_bits"] == 2 and last["biases_shared"] == 3
+    back = load_compressed(tmp_path / "model.nsq")
+    for layer in (back.fc1, back.fc2, back.fc3):  # fc3 has 10 biases > 2**2
+        assert layer.bias.unique().numel() <= 4
+
+
 def test_checkpoint_of_another_network_is_a_clear_error(tmp_path, reference):
     out, _ = reference
     spec = CompressSpec(model="lenet5", dataset="mnist-sample", device="cpu",

@@ -61,6 +61,19 @@ def test_small_run_writes_everything(tmp_path):
     assert "How much can be zeroed for a given loss" in summary
     assert not (tmp_path / ".state").exists()
     assert any("mnist-sample" in line for line in lines)
+    # per layer, pruned alone: a larger tolerance never zeroes less, and the line is written
+    pl = on_disk["answers"]["zero_per_layer"]
+    assert [la["name"] for la in pl["layers"]] == [la["name"] for la in on_disk["model"]["layers"]]
+    for la in pl["layers"]:
+        z = [la["zeroable"][k] for k in ("0.1", "0.5", "1")]
+        assert z == sorted(z) and all(0.0 <= v < 1.0 for v in z)
+        # first crossing: every grid sparsity up to the answer stays within 0.5 pp
+        ok = [s for s, a in zip(pl["grid"], la["accuracy"], strict=True)
+              if s <= la["zeroable"]["0.5"]]
+        accs = la["accuracy"][:len(ok)]
+        assert all(100 * (pl["baseline_accuracy"] - a) <= 0.5 + 1e-9 for a in accs)
+    assert "Per layer, pruned alone" in summary
+    assert f"{pl['layers'][0]['name']} {100 * pl['layers'][0]['zeroable']['0.5']:.1f} %" in summary
 
 
 def test_interrupted_run_resumes_without_redoing_work(tmp_path, monkeypatch):
