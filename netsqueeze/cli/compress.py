@@ -56,6 +56,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "gloo on the CPU, nccl with --device cuda), each taking its slice of every "
                    "batch; under torchrun the processes it starts are used instead [1]")
     common.add_data_args(p)
+    common.add_executor_args(p)
     common.add_run_args(p, out_default="runs/compress")
     p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
     return p
@@ -281,6 +282,10 @@ def _run(args: argparse.Namespace) -> int:
         common.check_out_dir(args.out)
         args.model_args_dict = modelspec.model_args(args) or None
         return run_auto_cli(args)
+    if (args.workers or 1) > 1 or args.ray:
+        raise ValueError("--workers / --ray run the sensitivity points of the automatic search "
+                         "(--max-drop / --max-error); a recipe run trains in one process (use "
+                         "--nproc N for data-parallel retraining)")
     recipe, overrides = check_before_work(args)
     spec = CompressSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
                         download=args.download, checkpoint=args.checkpoint, device=args.device,

@@ -242,7 +242,7 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
 
 def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = True,
                       plots: bool = True, references: list[dict] | None = None,
-                      log: Callable[[str], None] = print) -> dict:
+                      log: Callable[[str], None] = print, executor=None) -> dict:
     """Compress ``spec.model`` under the budget with no recipe; write the outputs (module doc)."""
     from netsqueeze.auto import compress, sensitivity
     from netsqueeze.models.checkpoint import save_checkpoint
@@ -279,7 +279,8 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
 
     model = p["model"]
     t = time.perf_counter()
-    sens = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress)
+    # the one-layer points are independent: they may run on worker processes or Ray
+    sens = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress, executor=executor)
     sens.meta = {"model": spec.model, "dataset": ds.name}
     sens_seconds = time.perf_counter() - t
     # a safety margin of one standard error of the validation accuracy, so that a model that
@@ -406,7 +407,11 @@ def run_auto_cli(args) -> int:
                     max_rounds=args.max_rounds,
                     model_args=getattr(args, "model_args_dict", None),
                     trust_checkpoint=bool(getattr(args, "trust_checkpoint", False))).validate()
-    res = run_auto_compress(spec, args.out, progress=not args.quiet)
+    from netsqueeze.run import make_executor
+
+    with make_executor(workers=getattr(args, "workers", None),
+                       ray=getattr(args, "ray", None)) as executor:
+        res = run_auto_compress(spec, args.out, progress=not args.quiet, executor=executor)
     s = res["summary"]
     out = Path(args.out)
     print(f"wrote {out / 'results.json'}, {out / 'recipe.toml'}, {out / 'table.md'}, "

@@ -82,6 +82,9 @@ def test_cli_budget_errors(tmp_path, capsys):
     assert main(["compress", "--model", "lenet5", "--time-budget", "10", "-o",
                  str(tmp_path)]) == 2
     assert "needs a budget" in capsys.readouterr().err
+    assert main(["compress", "--model", "lenet5", "--recipe", "lenet5", "--workers", "2",
+                 "-o", str(tmp_path)]) == 2
+    assert "automatic search" in capsys.readouterr().err
 
 
 def test_sensitivity_command_parses():
