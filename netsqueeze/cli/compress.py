@@ -46,7 +46,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="largest validation top-1 error, in percent")
     a.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop starting search rounds after this long; keep the best so far")
-    a.add_argument("--max-rounds", type=int, default=24,
+    a.add_argument("--max-rounds", type=int, default=40,
                    help="most prune + retrain rounds of the search [%(default)s]")
     a.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for validation [%(default)s]")

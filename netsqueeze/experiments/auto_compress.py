@@ -62,7 +62,7 @@ class AutoSpec:
     retrain_iterations: int | None = None
     finetune_iterations: int | None = None
     max_backoffs: int = 8
-    max_rounds: int = 24
+    max_rounds: int = 40
     margin: float = 0.2
     model_args: dict | None = None
     trust_checkpoint: bool = False
