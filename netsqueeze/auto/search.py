@@ -198,6 +198,7 @@ def compress(
     max_step : float in (0, 1]
         The largest share of a layer's remaining weights one round may remove (0.5: at most
         halve its non-zeros per round, so that short retraining can follow; 1: no limit).
+        Halved in each later cycle (0.25, ...), which starts where the previous one saturated.
     bias_bits : sequence of int
         Last, the biases of the compressible layers of the smallest accepted model are
         replaced by 1-D k-means centres (``2**b`` per layer, no retraining) at each of these
@@ -354,9 +355,11 @@ def compress(
                                  fixed_bytes=costs.fixed_bytes, min_sparsity=good_sp,
                                  max_sparsity=caps)
                 report.allocations.append({"phase": "prune", "scale": scale, **alloc.to_dict()})
-                # at most halve (max_step) what a layer keeps in one round
+                # at most halve (max_step) what a layer keeps in one round; a later cycle
+                # starts at the edge its predecessor found, so its steps are finer
+                step = max_step / 2 ** cycle
                 target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0),
-                                 1 - (1 - max_step) * (1 - good_sp[n]))
+                                 1 - (1 - step) * (1 - good_sp[n]))
                           for n in names}
                 alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
                 predicted = alloc.predicted_bytes
