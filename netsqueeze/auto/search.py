@@ -144,6 +144,7 @@ def compress(
     cycles: int = 2,
     max_step: float = 0.5,
     bias_bits: Sequence[int] = (6, 5, 4, 3, 2),
+    share_reserve: float = 0.25,
     margin: float = 0.2,
     max_backoffs: int = 8,
     max_rounds: int = 12,
@@ -199,6 +200,11 @@ def compress(
         The largest share of a layer's remaining weights one round may remove (0.5: at most
         halve its non-zeros per round, so that short retraining can follow; 1: no limit).
         Halved in each later cycle (0.25, ...), which starts where the previous one saturated.
+    share_reserve : float in [0, 1)
+        Share of the budget the pruning rounds leave to weight sharing: a pruned model is
+        accepted only with ``share_reserve x budget`` of validation accuracy to spare (a model
+        pruned to the very floor leaves sharing nothing to lose). The final choice still
+        accepts any model that meets the budget itself.
     bias_bits : sequence of int
         Last, the biases of the compressible layers of the smallest accepted model are
         replaced by 1-D k-means centres (``2**b`` per layer, no retraining) at each of these
@@ -231,6 +237,8 @@ def compress(
         raise ValueError("give a budget: max_drop (percentage points) or min_accuracy")
     if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
         raise ValueError(f"max_drop must be a number of percentage points >= 0, got {max_drop!r}")
+    if not 0.0 <= share_reserve < 1.0:
+        raise ValueError(f"share_reserve must be in [0, 1), got {share_reserve!r}")
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"margin must be in [0, 1), got {margin!r}")
     if time_budget is not None and not time_budget > 0:
@@ -325,7 +333,7 @@ def compress(
     good = copy.deepcopy(cur)
     good_acc = base
     good_sp = {n: 0.0 for n in names}
-    prune_floor = floor
+    prune_floor = floor + share_reserve * (base - floor) if share_attempts else floor
     prune_budget = (1 - margin) * budget
     scale = 1.0
     stopped = "allocation saturated"
@@ -447,7 +455,7 @@ def compress(
             m.eval()
             acc = float(eval_fn(m))
             secs = time.perf_counter() - t
-            ok = acc >= floor
+            ok = acc >= prune_floor
             record("prune", good_sp, None, acc, m, None, ok,
                    f"final retraining of cycle {cycle + 1}, {final_retrain_iterations} "
                    "iterations", secs)
