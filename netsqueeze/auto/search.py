@@ -404,7 +404,9 @@ def compress(
             secs = time.perf_counter() - t
             clock.last = max(clock.last, secs)
             record("prune", target, None, acc, cur, predicted, ok,
-                   alloc_note if ok else f"{alloc_note}; breaks the budget", secs)
+                   alloc_note if ok else f"{alloc_note}; " + (
+                       "breaks the budget" if acc < floor else
+                       "within the budget but not the reserve left for sharing"), secs)
             clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
             if ok:
                 good, good_acc, good_sp = cur, acc, dict(target)

@@ -162,3 +162,17 @@ def test_share_biases_keeps_small_biases_and_counts_changes(tiny):
     assert torch.equal(m.fc3.bias, fc3)
     with pytest.raises(ValueError, match="bits"):
         share_biases_(m, 0)
+
+
+def test_pruning_leaves_the_reserve_to_sharing(problem, tiny):
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    _, rep = compress(model, train_fn, eval_fn, max_drop=2.0, retrain_iterations=20,
+                      finetune_iterations=20, max_rounds=5, share_reserve=0.5,
+                      bias_bits=(), progress=False, log=lambda s: None)
+    need = rep.floor_accuracy + 0.5 * (rep.baseline_accuracy - rep.floor_accuracy)
+    pruned = [r for r in rep.rounds if r.phase == "prune"]
+    assert pruned
+    for r in pruned:
+        assert r.accepted == (r.accuracy >= need - 1e-12)
+    with pytest.raises(ValueError, match="share_reserve"):
+        compress(model, train_fn, eval_fn, max_drop=1.0, share_reserve=1.0, progress=False)
