@@ -159,7 +159,7 @@ def _point(shared: dict, task: tuple[int, str, float]) -> tuple[float, float | N
             v[nz] = _kmeans_values(flat[nz], int(value))
     try:
         with torch.no_grad():
-            w.copy_(torch.from_numpy(v).view_as(w).to(w.device, w.dtype))
+            w.copy_(torch.from_numpy(v).reshape(w.shape).to(w.device, w.dtype))
         return shared["measure"](model)
     finally:
         with torch.no_grad():
