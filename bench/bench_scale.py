@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from bench_vgg16 import PeakMeter
+from bench_vgg16 import PeakMeter, stage_runner
 from common import machine_info
 from torch import nn
 
@@ -98,17 +98,7 @@ def run(args) -> dict:
     stages: list[dict] = []
     t_all = time.perf_counter()
 
-    def stage(name: str, fn):
-        load_before = os.getloadavg()[0]
-        rss0 = meter.start()
-        t0 = time.perf_counter()
-        result = fn()
-        seconds = time.perf_counter() - t0
-        peak = meter.stop()
-        stages.append({"stage": name, "seconds": seconds, "peak_rss_bytes": peak,
-                       "rss_before_bytes": rss0, "load_average_1min_before": load_before})
-        print(f"  {name:<8} {seconds:8.2f} s   peak {peak / GB:6.2f} GB", flush=True)
-        return result
+    stage = stage_runner(meter, stages)
 
     tmp = tempfile.TemporaryDirectory(dir=args.tmpdir)
     path = Path(args.keep) if args.keep else Path(tmp.name) / "stack.nsq"

@@ -172,17 +172,7 @@ def run(args) -> dict:
     state: dict = {}
     t_all = time.perf_counter()
 
-    def stage(name: str, fn):
-        load_before = os.getloadavg()[0]
-        rss0 = meter.start()
-        t0 = time.perf_counter()
-        result = fn()
-        seconds = time.perf_counter() - t0
-        peak = meter.stop()
-        stages.append({"stage": name, "seconds": seconds, "peak_rss_bytes": peak,
-                       "rss_before_bytes": rss0, "load_average_1min_before": load_before})
-        print(f"  {name:<8} {seconds:8.2f} s   peak {peak / GB:6.2f} GB", flush=True)
-        return result
+    stage = stage_runner(meter, stages)
 
     tmp = tempfile.TemporaryDirectory()
     path = Path(args.keep) if args.keep else Path(tmp.name) / "vgg16.nsq"
@@ -304,6 +294,24 @@ def _print(res: dict) -> None:
     print(f"targets: {'met' if tg['seconds_met'] else 'MISSED'} < {tg['seconds']:.0f} s, "
           f"{'met' if tg['peak_met'] else 'MISSED'} < {tg['peak_rss_bytes'] / GB:.0f} GB; "
           f"load average now {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def stage_runner(meter: PeakMeter, stages: list):
+    """``stage(name, fn)``: run ``fn``, append its wall time and peak memory to ``stages``."""
+
+    def stage(name: str, fn):
+        load_before = os.getloadavg()[0]
+        rss0 = meter.start()
+        t0 = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - t0
+        peak = meter.stop()
+        stages.append({"stage": name, "seconds": seconds, "peak_rss_bytes": peak,
+                       "rss_before_bytes": rss0, "load_average_1min_before": load_before})
+        print(f"  {name:<8} {seconds:8.2f} s   peak {peak / 1e9:6.2f} GB", flush=True)
+        return result
+
+    return stage
 
 
 def main(argv=None) -> int:
