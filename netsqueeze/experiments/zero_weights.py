@@ -212,28 +212,66 @@ _versions = run_versions  # the former private name
 
 
 def per_layer_zeroable(model: torch.nn.Module, x, y, tolerance_pp: float, *,
-                       progress: bool = False, executor=None) -> dict:
+                       progress: bool = False) -> dict:
     """Per layer, alone: the largest share of its weights that magnitude pruning can zero
     while accuracy on ``(x, y)`` stays within each tolerance (first crossing on the grid of
-    :data:`netsqueeze.auto.sensitivity.DEFAULT_SPARSITIES`; the other layers untouched)."""
-    from netsqueeze.auto.sensitivity import sensitivity
+    :data:`netsqueeze.auto.sensitivity.DEFAULT_SPARSITIES`; the other layers untouched).
 
-    sens = sensitivity(model, (x, y), bits=(), split="test", progress=progress,
-                       executor=executor)
+    A layer's grid is walked upwards and left at the first point that loses more than the
+    largest tolerance: by the first-crossing rule no later point can change an answer, so
+    ``accuracy`` lists only the points measured."""
+    from netsqueeze.auto.sensitivity import DEFAULT_SPARSITIES
+    from netsqueeze.progress import progress_bar
+
     tols = sorted({0.1, float(tolerance_pp), 1.0})
+    grid = [float(v) for v in DEFAULT_SPARSITIES]
+    model.eval()
+    base = evaluate(model, x, y)
+    layers = []
+    refs = compressible_layers(model)
+    bar = progress_bar(total=len(refs) * len(grid), desc="per layer", enabled=progress,
+                       unit="pt")
+    try:
+        for ref in refs:
+            w = ref.weight
+            orig = w.detach().clone()
+            flat = orig.reshape(-1).cpu().numpy().astype(np.float32)
+            order = np.argsort(np.abs(flat), kind="stable")
+            accs: list[float] = []
+            try:
+                for sp in grid:
+                    v = flat.copy()
+                    v[order[: int(round(sp * flat.size))]] = 0.0  # noqa: RUF046
+                    with torch.no_grad():
+                        w.copy_(torch.from_numpy(v).reshape(w.shape).to(w.device, w.dtype))
+                    accs.append(evaluate(model, x, y))
+                    bar.update(1)
+                    if 100 * (base - accs[-1]) > tols[-1] + 1e-12:
+                        break
+            finally:
+                with torch.no_grad():
+                    w.copy_(orig)
+            bar.update(len(grid) - len(accs))
+            zeroable = {}
+            for t in tols:
+                best = 0.0
+                for sp, a in zip(grid, accs, strict=False):
+                    if 100 * (base - a) > t + 1e-12:
+                        break
+                    best = sp
+                zeroable[f"{t:g}"] = best
+            layers.append({"name": ref.name, "kind": ref.kind, "weights": int(flat.size),
+                           "accuracy": accs, "zeroable": zeroable})
+    finally:
+        bar.close()
     return {
         "rule": "one layer pruned at a time by weight magnitude, the others untouched; the "
                 "largest sparsity of the grid such that it and every smaller one stay within "
                 "the tolerance",
-        "grid": list(sens.layers[0].sparsities),
-        "baseline_accuracy": sens.baseline_accuracy,
+        "grid": grid,
+        "baseline_accuracy": base,
         "tolerance_pp": float(tolerance_pp),
-        "layers": [
-            {"name": ls.name, "kind": ls.kind, "weights": ls.weights,
-             "accuracy": list(ls.prune_accuracy),
-             "zeroable": {f"{t:g}": sens.max_sparsity_within(ls.name, t) for t in tols}}
-            for ls in sens.layers
-        ],
+        "layers": layers,
     }
 
 
@@ -505,7 +543,7 @@ def run_zero_weights(
     per_layer = state.data.get("per_layer")
     if not isinstance(per_layer, dict):
         per_layer = per_layer_zeroable(model, x_test, y_test, spec.tolerance_pp,
-                                       progress=progress, executor=executor)
+                                       progress=progress)
         state.data["per_layer"] = per_layer
         state.save()
     times["per_layer"] = time.perf_counter() - t
