@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from netsqueeze import DecodeBudgetError, FormatError
 from netsqueeze.core import container as C
+from tests.core.decode_timing import cpu_seconds, decode_everything, peak_bytes
 
 FAST = settings(
     max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -640,31 +641,10 @@ def huffman_record(name, symbols, alphabet, block_size, *, dtype="float32", star
     return C.TensorRecord(name, (h.n_symbols,), np.dtype(dtype), None, book, None, stream, None)
 
 
-def cpu_seconds(fn):
-    """(CPU seconds, result or FormatError) of ``fn()``."""
-    t0 = time.process_time()
-    try:
-        result = fn()
-    except FormatError as e:
-        result = e
-    return time.process_time() - t0, result
 
 
-def peak_bytes(fn):
-    """Peak traced memory of ``fn()`` (tracemalloc slows Python loops: time it apart)."""
-    tracemalloc.start()
-    try:
-        cpu_seconds(fn)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
-def decode_everything(data):
-    f = C.read_nsq(data)
-    arrays = f.arrays()
-    f.stats()
-    return arrays
 
 
 def test_hostile_block_sizes_are_refused_quickly():

@@ -3,7 +3,6 @@ justify, whatever model and lanes a stream declares."""
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import numpy as np
@@ -13,6 +12,7 @@ from netsqueeze import DecodeBudgetError, FormatError
 from netsqueeze.core import container as C
 from netsqueeze.core import rans as R
 from netsqueeze.core import sparse as S
+from tests.core.decode_timing import cpu_seconds, decode_everything, peak_bytes
 
 
 def constant_stream(n, alphabet, symbol, n_lanes, n_buckets, n_ext=1, p=R.MAX_PROB_BITS):
@@ -46,29 +46,10 @@ def few_lane_record(name, n_lanes, lane):
                           None)
 
 
-def cpu_seconds(fn):
-    t0 = time.process_time()
-    try:
-        result = fn()
-    except FormatError as e:
-        result = e
-    return time.process_time() - t0, result
 
 
-def peak_bytes(fn):
-    tracemalloc.start()
-    try:
-        cpu_seconds(fn)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
-def decode_everything(data):
-    f = C.read_nsq(data)
-    arrays = f.arrays()
-    f.stats()
-    return arrays
 
 
 def test_the_crafted_records_are_valid():
