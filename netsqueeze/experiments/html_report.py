@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from netsqueeze.errors import FormatError
+from netsqueeze.experiments.report import per_layer_answer
 
 __all__ = ["REPORT_NAME", "figure_ids", "render_report", "write_report"]
 
@@ -495,6 +496,9 @@ def _zero_weights_answers(r: dict) -> str:
     else:
         items.append(f"No threshold keeps the trained accuracy exactly (the smallest, "
                      f"{thr['thresholds'][0]:.4f}, gives {thr['accuracy'][0]:.4f}).")
+    per_layer = per_layer_answer(a)
+    if per_layer:
+        items.append(esc(per_layer.replace("**", "")))
     c = a.get("clusters_within_tolerance")
     if c:
         items.append(

@@ -76,6 +76,19 @@ def one_line_summary(results: dict) -> str:
     return "; ".join(parts)
 
 
+def per_layer_answer(answers: dict) -> str | None:
+    """The zero-weights answer per layer pruned alone, in words (None when not measured)."""
+    pl = answers.get("zero_per_layer")
+    if not pl or not pl.get("layers"):
+        return None
+    key = f"{pl['tolerance_pp']:g}"
+    per = [f"{la['name']} {_pct(la['zeroable'][key])} of {la['weights']:,}"
+           for la in pl["layers"] if key in la["zeroable"]]
+    return (f"**Per layer, pruned alone** (by magnitude, the other layers untouched), this "
+            f"many of its weights can be zeroed for <= {pl['tolerance_pp']:g} pp: "
+            + ", ".join(per) + ". Layers do not add up: pruning them together costs more.")
+
+
 def zero_weights_summary(results: dict) -> str:
     """``summary.md`` of a zero-weights run: the answers in words, then the details."""
     a = results["answers"]
@@ -127,16 +140,9 @@ def zero_weights_summary(results: dict) -> str:
             f"- Without any loss of accuracy: {_pct(zl['zero_fraction'])} "
             f"(threshold {zl['threshold']:.4f})."
         )
-    pl = a.get("zero_per_layer")
-    if pl and pl.get("layers"):
-        key = f"{pl['tolerance_pp']:g}"
-        per = [f"{la['name']} {_pct(la['zeroable'][key])} of {la['weights']:,}"
-               for la in pl["layers"] if key in la["zeroable"]]
-        lines.append(
-            f"- **Per layer, pruned alone** (by magnitude, the other layers untouched), this "
-            f"many of its weights can be zeroed for <= {pl['tolerance_pp']:g} pp: "
-            + ", ".join(per) + ". Layers do not add up: pruning them together costs more."
-        )
+    per_layer = per_layer_answer(a)
+    if per_layer:
+        lines.append(f"- {per_layer}")
     c = a.get("clusters_within_tolerance")
     if c:
         lines.append(
