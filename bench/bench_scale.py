@@ -40,11 +40,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from bench_vgg16 import PeakMeter, stage_runner
+from bench_vgg16 import PeakMeter, finish, stage_runner
 from common import machine_info
 from torch import nn
 
-from netsqueeze.core.fileio import atomic_write_json
 from netsqueeze.nn.export import load_compressed, save_compressed
 from netsqueeze.nn.prune import PruneConfig, prune_, strip_
 from netsqueeze.nn.share import ShareConfig, share_weights_
@@ -200,14 +199,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.params < args.layers or args.layers < 1:
         p.error("--params must be at least --layers, and --layers at least 1")
-    res = run(args)
-    _print(res)
-    if args.out:
-        atomic_write_json(args.out, res)
-        print(f"wrote {args.out}")
-    ok = res["verify"]["bit_exact"] and res["targets"]["seconds_met"] and res["targets"][
-        "peak_met"]
-    return 0 if ok else 1
+    return finish(run(args), args.out, _print)
 
 
 if __name__ == "__main__":

@@ -314,6 +314,18 @@ def stage_runner(meter: PeakMeter, stages: list):
     return stage
 
 
+def finish(res: dict, out: str | None, print_fn) -> int:
+    """Print ``res``, write it to ``out`` (JSON), and the exit status: 0 when it was bit-exact
+    and met both targets."""
+    print_fn(res)
+    if out:
+        atomic_write_json(out, res)
+        print(f"wrote {out}")
+    ok = res["verify"]["bit_exact"] and res["targets"]["seconds_met"] and res["targets"][
+        "peak_met"]
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", help="write the results as JSON here")
@@ -329,14 +341,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--keep", help="keep the .nsq file at this path")
     args = p.parse_args(argv)
-    res = run(args)
-    _print(res)
-    if args.out:
-        atomic_write_json(args.out, res)
-        print(f"wrote {args.out}")
-    ok = res["verify"]["bit_exact"] and res["targets"]["seconds_met"] and res["targets"][
-        "peak_met"]
-    return 0 if ok else 1
+    return finish(run(args), args.out, _print)
 
 
 if __name__ == "__main__":
