@@ -117,12 +117,13 @@ class _Clock:
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def allows(self, estimate: float | None = None) -> bool:
-        """Whether a round of ``estimate`` seconds (default: the last round's) still fits."""
+    def allows(self, estimate: float | None = None, reserve: float = 0.0) -> bool:
+        """Whether a round of ``estimate`` seconds (default: the longest round's) still fits,
+        with ``reserve`` seconds left over for what must follow it."""
         if self.budget is None:
             return True
         est = self.last if estimate is None else estimate
-        return self.elapsed() + est <= self.budget
+        return self.elapsed() + est + reserve <= self.budget
 
 
 def compress(
@@ -222,8 +223,11 @@ def compress(
         Most weight-sharing attempts (each fine-tuned and evaluated).
     time_budget : float, optional
         Seconds for the whole call: no round starts when the longest round so far says it would
-        end past the budget. Measuring sensitivity and pricing the layers come first and are
-        not cut short (pass ``sensitivity_result`` / ``cost`` to reuse them).
+        end past the budget. Pruning rounds also leave the time that weight sharing and the
+        biases are estimated to need (one sharing attempt at least), so that a tight budget
+        ends pruning early rather than skipping sharing. Measuring sensitivity and pricing the
+        layers come first and are not cut short (pass ``sensitivity_result`` / ``cost`` to
+        reuse them).
 
     Returns
     -------
@@ -266,7 +270,9 @@ def compress(
     gap.update(gap_bits or {})
     cur = copy.deepcopy(model)
     cur.eval()
+    t_eval = time.perf_counter()
     base = float(eval_fn(cur))
+    eval_secs = time.perf_counter() - t_eval
     floor = -math.inf
     if max_drop is not None:
         floor = base - max_drop / 100
@@ -296,6 +302,8 @@ def compress(
     sp_grid = list(sens.layers[0].sparsities)
     bit_grid = list(sens.layers[0].bits)
     report.sensitivity = sens.to_dict()
+    # one point of a sensitivity curve: an evaluation, plus the pruning or k-means before it
+    per_eval = max(eval_secs, sens.seconds / max(1, sens.evaluations))
     costs = cost
     if costs is None:
         costs = cost_model(cur, sp_grid, bit_grid, gap_bits=gap, filter_fn=filter_fn)
@@ -309,6 +317,20 @@ def compress(
 
     rounds = report.rounds
     best: tuple[int, nn.Module] | None = None
+
+    def reserve() -> float:
+        """Seconds the pruning rounds leave to the phases after them, so that a time budget
+        cuts pruning short rather than skipping weight sharing: the sharing curves (one
+        evaluation per layer and bit width, the layers priced at each bit width), one sharing
+        attempt (as long as the longest round, scaled by the fine-tuning's share of its
+        iterations) and the bias evaluations, each model priced."""
+        evals = len(bias_bits) + 1
+        attempt = 0.0
+        if share_attempts:
+            evals += len(names) * len(bit_grid)
+            attempt = clock.last * max(1.0, finetune_iterations / max(1, retrain_iterations))
+            attempt += price_secs * len(bit_grid)
+        return per_eval * evals + price_secs * (len(bias_bits) + 1) + attempt
 
     def record(phase, sp, bt, acc, m, predicted, accepted, note, secs, bias_bits=None):
         nonlocal best
@@ -327,7 +349,9 @@ def compress(
             + (f", bits {bt}" if bt else "") + (f" - {note}" if note else ""))
         return r
 
+    t_price = time.perf_counter()
     record("trained", {n: 0.0 for n in names}, None, base, cur, None, True, "", 0.0)
+    price_secs = time.perf_counter() - t_price  # pricing every layer's file bytes once
 
     # ---- pruning rounds -------------------------------------------------------------------
     good = copy.deepcopy(cur)
@@ -351,7 +375,7 @@ def compress(
             if n_rounds >= max_rounds:
                 stopped = out_of = "max rounds"
                 break
-            if not clock.allows():
+            if not clock.allows(reserve=reserve()):
                 stopped = out_of = "time budget"
                 break
             if retry is not None:
@@ -391,7 +415,8 @@ def compress(
             window = max(base - floor, 0.003)  # the budget, and at least 0.3 pp
             if not ok and recover_iterations and acc >= prune_floor - window and (
                     clock.allows((time.perf_counter() - t)
-                                 * recover_iterations / max(1, retrain_iterations))):
+                                 * recover_iterations / max(1, retrain_iterations),
+                                 reserve=reserve())):
                 # close: more retraining usually recovers it (a short round is the
                 # cheapest, not the best, judge of a sparsity)
                 missed = acc
@@ -450,7 +475,8 @@ def compress(
             cur = good
         gained = False
         if final_retrain_iterations and report.prune_rounds > rounds_before and clock.allows(
-                clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations))):
+                clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations)),
+                reserve=reserve()):
             t = time.perf_counter()
             m = copy.deepcopy(good)
             train_fn(m, final_retrain_iterations)

@@ -114,6 +114,9 @@ def test_time_budget_is_honoured(problem, tiny):
     assert "time budget" in rep.stopped_by
     assert took <= 3.0 + longest + 0.5
     assert any(r.phase == "prune" for r in rep.rounds)
+    # pruning left sharing its time: the budget cut pruning short, not sharing
+    assert any(r.phase == "share" for r in rep.rounds)
+    assert "during sharing" not in rep.stopped_by
     assert len(rep.rounds) < 8  # stopped well before max_rounds
     assert rep.rounds[rep.chosen].meets_budget
     assert eval_fn(out) >= rep.floor_accuracy
