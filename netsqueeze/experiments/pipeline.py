@@ -51,7 +51,12 @@ from netsqueeze.nn import distributed as ddp
 from netsqueeze.nn.export import compressed_report, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import effective_weights, prune_, pruning_report, strip_
-from netsqueeze.nn.share import share_biases_, share_report, share_weights_
+from netsqueeze.nn.share import (
+    fisher_importance,
+    share_biases_,
+    share_report,
+    share_weights_,
+)
 from netsqueeze.nn.train import evaluate, resolve_device, to_tensor, train
 
 __all__ = ["OUTPUTS", "CompressSpec", "check_nproc", "layer_table", "run_compress"]
@@ -330,7 +335,14 @@ def run_compress(
                            keep_checkpoint=True)
                 record["train"] = tl.to_dict()
         elif kind == "share":
-            share_weights_(model, recipe.share)
+            importance = None
+            if recipe.share.importance == "fisher":
+                t_imp = time.perf_counter()
+                importance = fisher_importance(model, ds.x_train, ds.y_train,
+                                               seed=recipe.train.seed, device=device)
+                record["importance"] = {"kind": "fisher", "batches": 20, "batch_size": 256,
+                                        "seconds": time.perf_counter() - t_imp}
+            share_weights_(model, recipe.share, importance=importance)
             record["share"] = [r.to_dict() for r in share_report(model)]
         elif kind == "finetune":
             tl = train(model, ds.x_train, ds.y_train, recipe.finetune, device=device,

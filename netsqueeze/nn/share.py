@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from netsqueeze.core.ecsq import ECSQ1D
+from netsqueeze.core.ecsq import ECSQ1D, label_entropy
 from netsqueeze.core.kmeans1d import KMeans1D, check_iteration_params
 from netsqueeze.nn import prune as _prune
 from netsqueeze.nn.modules import (
@@ -79,6 +79,7 @@ from netsqueeze.nn.modules import (
     target_name,
 )
 from netsqueeze.nn.prune import check_patterns, match_pattern, strip_
+from netsqueeze.nn.train import labels_tensor, to_tensor
 
 __all__ = [
     "CENTROIDS",
@@ -91,6 +92,7 @@ __all__ = [
     "ShareReport",
     "apply_codebooks_",
     "codebooks",
+    "fisher_importance",
     "is_shared",
     "share_biases_",
     "share_layer_",
@@ -106,6 +108,8 @@ CENTROIDS = "weight_centroids"
 INDEX = "weight_index"
 INITS = ("linear", "density", "random", "k-means++")
 METHODS = ("lloyd", "exact", "auto", "ecsq")
+#: What ``ShareConfig.importance`` may name (estimated by the compress pipeline).
+IMPORTANCES = ("fisher",)
 MAX_BITS = 16
 _BITS_ATTR = "_netsqueeze_bits"
 _TIED_ATTR = "_netsqueeze_tied"
@@ -155,6 +159,17 @@ class ShareConfig:
         weight); ``lambda`` is found per layer by bisection.
     ecsq_lambda : float, optional
         ``method="ecsq"`` without ``target_bits``: the multiplier itself (0: weighted k-means).
+    rate_delta : float >= 0, optional
+        ``method="ecsq"``, instead of ``target_bits``: each layer's rate target is the rate of
+        plain k-means (this config's ``init``, ``2 ** bits`` values) on its kept weights, minus
+        this many bits per weight -- "this much cheaper than today's sharing", whatever the
+        layer -- but never below half of k-means's rate (a layer of few bits keeps at least
+        half of its information).
+    importance : {"fisher"}, optional
+        For the compress pipeline: estimate every weight's importance before sharing and cluster
+        with it (:func:`fisher_importance`: squared gradients of the training loss, a diagonal
+        Fisher estimate), so sensitive weights move less. ``share_weights_`` itself takes the
+        estimate as its ``importance`` argument.
     bias_bits : int in [1, 16], optional
         Also share the biases of the shared layers: each layer's bias becomes ``2 **
         bias_bits`` 1-D k-means centres (:func:`share_biases_`), applied by the compress
@@ -172,6 +187,8 @@ class ShareConfig:
     tol: float = 1e-6
     target_bits: float | None = None
     ecsq_lambda: float | None = None
+    rate_delta: float | None = None
+    importance: str | None = None
     bias_bits: int | None = None
 
     def __post_init__(self):
@@ -211,10 +228,21 @@ class ShareConfig:
                 f"random_state must be None or an integer >= 0, got {self.random_state!r}"
             )
         check_iteration_params(self.max_iter, self.tol)
+        if self.rate_delta is not None:
+            d = self.rate_delta
+            if isinstance(d, bool) or not isinstance(d, numbers.Real) or not (
+                    math.isfinite(d) and d >= 0):
+                raise ValueError(f"rate_delta must be a number of bits >= 0, got {d!r}")
+            if self.target_bits is not None or self.ecsq_lambda is not None:
+                raise ValueError("give one of rate_delta, target_bits and ecsq_lambda")
         if self.method == "ecsq":
             ECSQ1D(2, lam=self.ecsq_lambda, target_bits=self.target_bits)._check_params()
-        elif self.target_bits is not None or self.ecsq_lambda is not None:
-            raise ValueError("target_bits and ecsq_lambda need method='ecsq'")
+        elif (self.target_bits is not None or self.ecsq_lambda is not None
+              or self.rate_delta is not None):
+            raise ValueError("target_bits, ecsq_lambda and rate_delta need method='ecsq'")
+        if self.importance is not None and self.importance not in IMPORTANCES:
+            raise ValueError(f"importance must be None or one of {', '.join(IMPORTANCES)}; "
+                             f"got {self.importance!r}")
         if self.bias_bits is not None:
             _check_bits("bias_bits", self.bias_bits)
             if self.bias_bits < 1:
@@ -243,6 +271,8 @@ class ShareConfig:
             "tol": self.tol,
             "target_bits": self.target_bits,
             "ecsq_lambda": self.ecsq_lambda,
+            "rate_delta": self.rate_delta,
+            "importance": self.importance,
             "bias_bits": self.bias_bits,
         }
 
@@ -250,7 +280,8 @@ class ShareConfig:
     def from_dict(cls, d: Mapping) -> ShareConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
         known = {"conv_bits", "fc_bits", "bits", "init", "method", "random_state", "max_iter",
-                 "tol", "target_bits", "ecsq_lambda", "bias_bits"}
+                 "tol", "target_bits", "ecsq_lambda", "rate_delta", "importance",
+                 "bias_bits"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(
@@ -654,13 +685,59 @@ def _cluster_weighted(config, bits, survivors, keep, importance, name):
         if not h.sum() > 0:
             h = None
     if config.method == "ecsq":
-        est = ECSQ1D(2**bits, lam=config.ecsq_lambda, target_bits=config.target_bits)
+        target = config.target_bits
+        if config.rate_delta is not None:
+            km = KMeans1D(2**bits, init=config.init, max_iter=config.max_iter, tol=config.tol,
+                          random_state=config.random_state).fit(survivors)
+            rate = label_entropy(km.labels_)
+            target = max(rate - float(config.rate_delta), rate / 2)
+        est = ECSQ1D(2**bits, lam=config.ecsq_lambda, target_bits=target)
     else:
         est = KMeans1D(2**bits, init=config.init, method=config.method,
                        max_iter=config.max_iter, tol=config.tol,
                        random_state=config.random_state)
     est.fit(survivors, sample_weight=h)
     return est.centroids_.astype(np.float32), est.labels_
+
+
+def fisher_importance(model: nn.Module, x, y, *, batches: int = 20, batch_size: int = 256,
+                      seed: int = 0, filter_fn: FilterFn | None = None,
+                      device=None) -> dict[str, torch.Tensor]:
+    """Squared gradients of the cross-entropy w.r.t. every compressible weight, summed over
+    ``batches`` random batches of the training data: a diagonal Fisher estimate of each
+    weight's importance, for ``share_weights_(..., importance=...)``.
+
+    ``x`` / ``y``: training inputs and integer labels (numpy arrays or tensors; uint8 images
+    are scaled as :func:`netsqueeze.nn.train.to_tensor` does). The model is evaluated in
+    ``eval()`` mode and left there, its gradients cleared.
+    """
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be an integer >= 1, got {batches!r}")
+    layers = compressible_layers(model, filter_fn)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    out = {ref.name: torch.zeros_like(ref.weight) for ref in layers}
+    n = len(y)
+    if n == 0:
+        raise ValueError("fisher_importance needs training data; got none")
+    g = torch.Generator().manual_seed(seed)
+    model.eval()
+    for _ in range(batches):
+        idx = torch.randint(0, n, (batch_size,), generator=g)
+        if torch.is_tensor(x):
+            xb = x[idx.to(x.device)].to(device)
+        else:
+            xb = to_tensor(np.asarray(x)[idx.numpy()], device)
+        yb = labels_tensor(y[idx.to(y.device)] if torch.is_tensor(y)
+                           else np.asarray(y)[idx.numpy()], device)
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        for ref in layers:
+            grad = ref.weight.grad
+            if grad is not None:
+                out[ref.name] += grad.detach() ** 2
+    model.zero_grad()
+    return out
 
 
 class LayerCodebook(NamedTuple):

@@ -168,3 +168,29 @@ def test_checkpoint_of_another_network_is_a_clear_error(tmp_path, reference):
     with pytest.raises(Exception, match="do not fit") as info:
         run_compress(spec, parse_recipe(RECIPE), tmp_path, progress=False, log=lambda s: None)
     assert isinstance(info.value, ValueError)
+
+
+def test_recipe_with_ecsq_and_fisher_importance_shares_below_k_means_rate(tmp_path):
+    from netsqueeze.core.ecsq import label_entropy
+    from netsqueeze.nn.export import load_compressed
+
+    spec = CompressSpec(model="lenet-300-100", dataset="mnist-sample", device="cpu")
+    base = {"train": {"iterations": 40}, "prune": {"sparsity": 0.8, "retrain": {"iterations": 0}}}
+    rates = {}
+    for name, share in (("kmeans", {"bits": 4}),
+                        ("ecsq", {"bits": 4, "method": "ecsq", "rate_delta": 1.0,
+                                  "importance": "fisher"})):
+        res = run_compress(spec, parse_recipe({**base, "share": share}), tmp_path / name,
+                           progress=False, plots=False, log=lambda s: None)
+        stage = res["stages"][-1]
+        assert ("importance" in stage) == (name == "ecsq")
+        back = load_compressed(tmp_path / name / "model.nsq")
+        rates[name] = {}
+        for layer in ("fc1", "fc2", "fc3"):
+            w = getattr(back, layer).weight.detach().numpy()
+            kept = w[w != 0]
+            assert np.unique(kept).size <= 16
+            rates[name][layer] = label_entropy(np.unique(kept, return_inverse=True)[1])
+    assert res["recipe"]["share"]["rate_delta"] == 1.0
+    for layer in ("fc1", "fc2", "fc3"):
+        assert rates["ecsq"][layer] == pytest.approx(rates["kmeans"][layer] - 1.0, abs=0.1)

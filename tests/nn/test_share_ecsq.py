@@ -86,3 +86,70 @@ def test_report_and_inspect_show_the_information_floor(tmp_path):
         assert layer["floor_bytes"] > 0
     line = next(x for x in render(rep).splitlines() if x.startswith("information floor"))
     assert f"{t['floor_bytes']:,.0f} bytes" in line
+
+
+def test_rate_delta_asks_for_that_many_bits_below_k_means():
+    from netsqueeze.core.kmeans1d import KMeans1D
+
+    km, ec = _model(), _model()
+    share_weights_(km, ShareConfig(bits=5))
+    share_weights_(ec, ShareConfig(bits=5, method="ecsq", rate_delta=1.0))
+    for name, cb in codebooks(ec).items():
+        kept = cb.index != cb.centroids.size
+        ref = codebooks(km)[name]
+        w = ref.decode()[kept]
+        r_km = label_entropy(KMeans1D(32, init="linear").fit(
+            _model_weights()[name][kept]).labels_)
+        assert np.unique(w).size <= 32
+        # the rate lands on the target (bisection tolerance), a bit below k-means's
+        assert label_entropy(cb.index[kept]) == pytest.approx(r_km - 1.0, abs=0.05), name
+        assert cb.centroids.size <= 32
+
+
+def _model_weights():
+    m = _model()
+    return {"0": m[0].weight.detach().numpy(), "2": m[2].weight.detach().numpy()}
+
+
+def test_rate_delta_and_importance_checks():
+    for bad, msg in (({"method": "ecsq", "rate_delta": -1.0}, "rate_delta must be"),
+                     ({"method": "ecsq", "rate_delta": float("nan")}, "rate_delta must be"),
+                     ({"method": "ecsq", "rate_delta": 1.0, "target_bits": 2.0}, "one of"),
+                     ({"rate_delta": 1.0}, "need method='ecsq'"),
+                     ({"importance": "hessian"}, "importance must be")):
+        with pytest.raises(ValueError, match=msg):
+            ShareConfig(**bad).validate()
+    c = ShareConfig(method="ecsq", rate_delta=1.5, importance="fisher")
+    assert ShareConfig.from_dict(c.to_dict()) == c
+
+
+def test_fisher_importance_is_squared_gradients_and_deterministic():
+    from netsqueeze.nn.share import fisher_importance
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    rng = np.random.RandomState(0)
+    x = rng.randint(0, 256, (50, 4, 4)).astype(np.uint8)
+    y = rng.randint(0, 3, 50)
+    a = fisher_importance(m, x, y, batches=3, batch_size=16)
+    b = fisher_importance(m, x, y, batches=3, batch_size=16)
+    assert set(a) == {"1", "3"}
+    for k in a:
+        assert a[k].shape == dict(m.named_modules())[k].weight.shape
+        assert torch.equal(a[k], b[k]) and bool((a[k] >= 0).all()) and float(a[k].sum()) > 0
+    # tensors give the same estimate as arrays (uint8 images scaled to [0, 1])
+    xt = torch.from_numpy(x).float().div(255).unsqueeze(1)
+    c = fisher_importance(m, xt, torch.from_numpy(y), batches=3, batch_size=16)
+    assert all(torch.allclose(a[k], c[k]) for k in a)
+    # one batch by hand: the sum of squared gradients
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 50, (16,), generator=g)
+    m.zero_grad()
+    m.eval()
+    nn.functional.cross_entropy(m(xt[idx]), torch.from_numpy(y)[idx]).backward()
+    by_hand = m[1].weight.grad ** 2
+    one = fisher_importance(m, x, y, batches=1, batch_size=16)
+    assert torch.allclose(one["1"], by_hand)
+    assert m[1].weight.grad is None  # its own gradients cleared
+    with pytest.raises(ValueError, match="batches"):
+        fisher_importance(m, x, y, batches=0)
