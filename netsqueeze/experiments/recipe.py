@@ -27,6 +27,9 @@ A recipe has up to five sections; leave one out to skip that stage (a recipe wit
     fc_bits = 5
     init = "linear"         # linear, density, random, k-means++
     # bits = { fc1 = 4 }    # per-layer overrides (names or fnmatch patterns)
+    # method = "ecsq"       # entropy-constrained sharing: at most 2**bits values, for rate too
+    # rate_delta = 2.0      #   each layer's rate: k-means's minus this many bits per weight
+    # importance = "fisher" #   weight the distortion by squared gradients
 
     [finetune]              # centroid fine-tuning; lr defaults to train.lr / 10
     iterations = 1200
@@ -55,7 +58,8 @@ from netsqueeze.nn.train import TrainConfig
 
 __all__ = ["BUILTIN_RECIPES", "PruneStage", "Recipe", "StorageConfig", "load_recipe"]
 
-BUILTIN_RECIPES = ("default", "lenet-300-100", "lenet5", "notebook-cnn")
+BUILTIN_RECIPES = ("default", "lenet-300-100", "lenet-300-100-ecsq", "lenet5", "lenet5-ecsq",
+                   "notebook-cnn")
 _TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 _PRUNE_KEYS = {"sparsity", "quality", "threshold", "scope", "steps", "schedule", "initial",
                "retrain", "final_retrain"}
