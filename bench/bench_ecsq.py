@@ -1,8 +1,10 @@
 """Entropy-constrained weight sharing (ECSQ) against k-means, on pruned LeNet layers.
 
-Input: a pruned (and retrained) model saved whole by ``torch.save`` -- the pipeline keeps one
-as ``RUN/.state/model.pt``; copy it after the last prune stage (a trusted file of your own:
-it is unpickled) -- or, with ``--checkpoint``, a training checkpoint of the pipeline
+Input: with ``--pruned-checkpoint``, ``RUN/compressed.pt`` of ``netsqueeze compress`` run
+with a copy of the network's recipe that stops after pruning (no ``[share]`` / ``[finetune]``
+tables): the recipe's own gradual pruning and retraining, the measure the issue asks for; or a
+pruned model saved whole by ``torch.save`` (``--pruned``, a trusted file of your own: it is
+unpickled); or, with ``--checkpoint``, a training checkpoint of the pipeline
 (``RUN/.state/train-0.pt``, trusted too) that is pruned here in one shot to the recipe's final
 sparsity and retrained ``--retrain`` iterations (a shortcut when the full recipe is too slow:
 say so when reporting). Full MNIST gives the training batches of the importance estimate and
@@ -19,7 +21,8 @@ cross-entropy, summed over ``--fisher-batches`` batches of 256 training images):
   and with the importance.
 
 Part 2, bytes against test error after fine-tuning (``--finetune``): the model is shared by
-k-means at the recipe's bits (today's pipeline), and by importance-weighted ECSQ with at most
+k-means at the recipe's bits (today's pipeline) -- and, with ``--fewer-bits B ...``, at ``B``
+bits fewer for every layer (k-means's own rate-accuracy curve) -- and by importance-weighted ECSQ with at most
 as many values per layer at rates ``R_kmeans - delta`` for each ``--deltas``; each is
 fine-tuned (the recipe's ``[finetune]``) and written with ``save_compressed`` twice: with the
 version-1 codings (``entropy="classic"``) and with rANS allowed (``"auto"``). Every error is
@@ -58,26 +61,9 @@ from netsqueeze.models import build
 from netsqueeze.models.checkpoint import load_checkpoint
 from netsqueeze.nn.export import save_compressed
 from netsqueeze.nn.modules import compressible_layers
-from netsqueeze.nn.prune import prune_
-from netsqueeze.nn.share import ShareConfig, share_weights_
+from netsqueeze.nn.prune import apply_masks_, prune_
+from netsqueeze.nn.share import ShareConfig, fisher_importance, share_weights_
 from netsqueeze.nn.train import evaluate, to_tensor, train
-
-
-def fisher(model, x, y, batches: int, seed: int = 0) -> dict:
-    """Squared gradients of the loss w.r.t. every compressible weight, summed over batches."""
-    g = torch.Generator().manual_seed(seed)
-    out = {ref.name: torch.zeros_like(ref.weight) for ref in compressible_layers(model)}
-    model.eval()
-    for _ in range(batches):
-        idx = torch.randint(0, x.shape[0], (256,), generator=g)
-        model.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
-        for ref in compressible_layers(model):
-            if ref.weight.grad is not None:
-                out[ref.name] += ref.weight.grad.detach() ** 2
-    model.zero_grad()
-    return out
 
 
 def kept_weights(model):
@@ -121,7 +107,7 @@ def _bytes(model, gap_bits, entropy) -> int:
                                entropy=entropy)["bytes"]
 
 
-def part2(model, imp, recipe, ds, deltas, device) -> list:
+def part2(model, imp, recipe, ds, deltas, device, fewer_bits=()) -> list:
     x_test = to_tensor(ds.x_test, device)
     y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=device)
     gap = {"conv": recipe.storage.conv_gap_bits, "fc": recipe.storage.fc_gap_bits}
@@ -130,13 +116,18 @@ def part2(model, imp, recipe, ds, deltas, device) -> list:
     for name, (kind, w, keep) in layers.items():
         km = KMeans1D(2 ** recipe.share.bits_for(name, kind), init="linear").fit(w[keep])
         km_rates[name] = label_entropy(km.labels_)
-    variants = [("kmeans", None)] + [("ecsq_fisher", d) for d in deltas]
+    variants = ([("kmeans", None)] + [("kmeans_fewer_bits", b) for b in fewer_bits]
+                + [("ecsq_fisher", d) for d in deltas])
     out = []
     for method, delta in variants:
         t0 = time.perf_counter()
         m = copy.deepcopy(model)
         if method == "kmeans":
             share_weights_(m, recipe.share)
+        elif method == "kmeans_fewer_bits":  # the k-means curve: every layer `delta` bits less
+            share_weights_(m, ShareConfig(bits={
+                name: max(1, recipe.share.bits_for(name, kind) - int(delta))
+                for name, (kind, _, _) in layers.items()}))
         else:
             for name, (kind, _, _) in layers.items():
                 bits = recipe.share.bits_for(name, kind)
@@ -168,6 +159,9 @@ def main(argv=None) -> dict:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--pruned", help="pruned model saved whole (torch.save)")
     src.add_argument("--checkpoint", help="training checkpoint to prune in one shot")
+    src.add_argument("--pruned-checkpoint",
+                     help="RUN/compressed.pt of a compress run whose recipe stops after pruning "
+                          "(no [share]): its zeros become the masks again")
     ap.add_argument("--retrain", type=int, default=600, help="iterations after one-shot pruning")
     ap.add_argument("--finetune-iterations", type=int, default=None,
                     help="override the recipe's fine-tuning iterations")
@@ -180,6 +174,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--fisher-batches", type=int, default=20)
     ap.add_argument("--finetune", action="store_true", help="also run part 2 (fine-tuning)")
     ap.add_argument("--deltas", type=float, nargs="*", default=[0.5, 1.0])
+    ap.add_argument("--fewer-bits", type=int, nargs="*", default=[],
+                    help="part 2: also k-means with every layer this many bits below the recipe")
     ap.add_argument("--out", default="bench/results/ecsq.json")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -192,6 +188,16 @@ def main(argv=None) -> dict:
     prep = {}
     if args.pruned:
         model = torch.load(args.pruned, map_location="cpu", weights_only=False)
+    elif args.pruned_checkpoint:
+        model, _meta = load_checkpoint(args.pruned_checkpoint, arch=args.model)
+        apply_masks_(model, {ref.name: ref.weight.detach() != 0
+                             for ref in compressible_layers(model)})
+        x_test = to_tensor(ds.x_test, "cpu")
+        y_test = torch.as_tensor(ds.y_test, dtype=torch.long)
+        prep["accuracy_pruned"] = evaluate(model, x_test, y_test)
+        prep["source"] = f"{args.pruned_checkpoint} (the recipe's own pruning and retraining)"
+        print(f"pruned model {args.pruned_checkpoint}: accuracy {prep['accuracy_pruned']:.4f}",
+              flush=True)
     else:
         t = time.perf_counter()
         ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -218,10 +224,8 @@ def main(argv=None) -> dict:
         print(f"one-shot pruned {args.checkpoint} (step {prep['checkpoint_step']}): accuracy "
               f"{prep['accuracy_trained']:.4f} -> {prep['accuracy_pruned']:.4f} -> "
               f"{prep['accuracy_retrained']:.4f} after {args.retrain} iterations", flush=True)
-    x = to_tensor(ds.x_train, "cpu")
-    y = torch.as_tensor(ds.y_train, dtype=torch.long)
     t = time.perf_counter()
-    imp = fisher(model, x, y, args.fisher_batches)
+    imp = fisher_importance(model, ds.x_train, ds.y_train, batches=args.fisher_batches)
     result = {
         "benchmark": "ecsq",
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -240,7 +244,8 @@ def main(argv=None) -> dict:
                   f"{p['ecsq']['Dh']:.4g} (R={p['ecsq']['rate']:.3f}) | "
                   f"{p['ecsq_fisher']['Dh']:.4g} (R={p['ecsq_fisher']['rate']:.3f})")
     if args.finetune:
-        result["rate_accuracy"] = part2(model, imp, recipe, ds, args.deltas, "cpu")
+        result["rate_accuracy"] = part2(model, imp, recipe, ds, args.deltas, "cpu",
+                                        args.fewer_bits)
     atomic_write_json(Path(args.out), result)
     print(f"wrote {args.out}")
     return result
