@@ -57,6 +57,9 @@ class Round:
     note: str = ""
     seconds: float = 0.0
     bias_bits: int | None = None
+    ecsq_delta: float | None = None  # entropy-constrained sharing: bits below k-means's rate
+    confirm_accuracy: float | None = None  # confirm_fn of a model that met the budget
+    confirmed: bool | None = None  # whether it met the budget on the confirmation data too
 
 
 @dataclass
@@ -72,6 +75,8 @@ class AutoReport:
     sparsity: dict[str, float] = field(default_factory=dict)
     bits: dict[str, int] | None = None
     bias_bits: int | None = None
+    ecsq_delta: float | None = None
+    importance: str | None = None  # "importance_fn" when it weighted the chosen sharing
     accuracy: float = 0.0
     file_bytes: int = 0
     dense_bytes: int = 0
@@ -82,6 +87,8 @@ class AutoReport:
     retrain_iterations: int = 0
     finetune_iterations: int = 0
     decided_on: dict[str, str] = field(default_factory=dict)
+    confirm_baseline: float | None = None
+    confirm_floor: float | None = None
     allocations: list[dict] = field(default_factory=list)
     sensitivity: dict | None = None
     share_sensitivity: dict | None = None
@@ -142,7 +149,7 @@ def compress(
     finetune_iterations: int = 500,
     final_retrain_iterations: int = 0,
     recover_iterations: int | None = None,
-    cycles: int = 2,
+    cycles: int = 3,
     max_step: float = 0.5,
     bias_bits: Sequence[int] = (6, 5, 4, 3, 2),
     share_reserve: float = 0.25,
@@ -150,6 +157,11 @@ def compress(
     max_backoffs: int = 8,
     max_rounds: int = 12,
     share_attempts: int = 3,
+    ecsq_deltas: Sequence[float] = (1.0, 0.5),
+    importance_fn: Callable[[nn.Module], Mapping[str, object]] | None = None,
+    confirm_fn: EvalFn | None = None,
+    confirm_max_drop: float | None = None,
+    confirm_min_accuracy: float | None = None,
     time_budget: float | None = None,
     filter_fn=None,
     progress: bool = True,
@@ -189,7 +201,8 @@ def compress(
     recover_iterations : int, optional
         A round that breaks the budget by at most the budget again (its drop is under twice
         the allowed one) is first retrained this many more iterations and measured again; only
-        if it still breaks the budget is it undone and backed off. Default
+        if it still breaks the budget is it undone and backed off. A weight-sharing attempt
+        that misses as closely is fine-tuned this many more iterations the same way. Default
         ``2 * retrain_iterations``; 0 turns recovery off.
     cycles : int
         Pruning cycles. A cycle ends when the allocation saturates (every layer capped by a
@@ -221,6 +234,24 @@ def compress(
         Most pruning rounds.
     share_attempts : int
         Most weight-sharing attempts (each fine-tuned and evaluated).
+    ecsq_deltas : sequence of float
+        After k-means sharing met the budget: entropy-constrained sharing
+        (``ShareConfig(method="ecsq", rate_delta=d)``) at the same bits per layer, each layer's
+        index rate ``d`` bits below k-means's, tried for each ``d`` in turn (boldest first)
+        until one meets the budget; it is kept when its file is smaller. Empty: k-means only.
+    importance_fn : callable ``(model) -> {layer name: tensor}``, optional
+        Per-weight importance for that sharing (e.g.
+        :func:`netsqueeze.nn.share.fisher_importance` on the training data), so that sensitive
+        weights move less; without it every weight counts the same.
+    confirm_fn : callable ``(model) -> float``, optional
+        The same metric on *other* held-out data, never used by the search's decisions: a
+        model that met the budget on ``eval_fn`` is also measured here, and the final choice
+        is the smallest model that meets the budget on both. Every accept / back-off decision
+        of a long search is taken on ``eval_fn``'s data, so the models it ends with fit that
+        data a little by chance; the confirmation data has not steered the search, so it tells
+        whether the drop is real. Its budget: ``confirm_max_drop`` (from ``confirm_fn`` of the
+        trained model) and / or ``confirm_min_accuracy``, by default the same as
+        ``max_drop`` / ``min_accuracy``. The trained model is always a valid (last) choice.
     time_budget : float, optional
         Seconds for the whole call: no round starts when the longest round so far says it would
         end past the budget. Pruning rounds also leave the time that weight sharing and the
@@ -286,12 +317,25 @@ def compress(
     names = [ref.name for ref in compressible_layers(cur, filter_fn)]
     if not names:
         raise ValueError("no compressible layer (Conv / Linear weight) in this model")
+    confirm_floor = -math.inf
+    confirm_base = None
+    if confirm_fn is not None:
+        confirm_base = float(confirm_fn(cur))
+        c_drop = max_drop if confirm_max_drop is None else confirm_max_drop
+        c_min = min_accuracy if confirm_min_accuracy is None else confirm_min_accuracy
+        if c_drop is not None:
+            confirm_floor = confirm_base - float(c_drop) / 100
+        if c_min is not None:
+            confirm_floor = max(confirm_floor, float(c_min))
     report = AutoReport(baseline_accuracy=base, floor_accuracy=floor, budget_pp=budget,
                         margin=margin, retrain_iterations=retrain_iterations,
                         finetune_iterations=finetune_iterations,
                         decided_on={"sensitivity": "validation", "allocation": "validation",
                                     "acceptance and back-off": "validation",
-                                    "choice of the final model": "validation"})
+                                    "choice of the final model": "validation" + (
+                                        " and confirmation" if confirm_fn else "")},
+                        confirm_baseline=confirm_base,
+                        confirm_floor=None if confirm_fn is None else confirm_floor)
     log(f"auto: trained model {100 * base:.2f} % on validation; budget {budget:.3f} pp "
         f"(floor {100 * floor:.2f} %)")
 
@@ -332,21 +376,32 @@ def compress(
             attempt += price_secs * len(bit_grid)
         return per_eval * evals + price_secs * (len(bias_bits) + 1) + attempt
 
-    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs, bias_bits=None):
+    def record(phase, sp, bt, acc, m, predicted, accepted, note, secs, bias_bits=None,
+               ecsq_delta=None):
         nonlocal best
         fb = file_bytes(m, gap)
         meets = acc >= floor
+        c_acc = confirmed = None
+        if meets and confirm_fn is not None:
+            # measured, never used to steer the search: only the final choice reads it
+            c_acc = confirm_base if phase == "trained" else float(confirm_fn(m))
+            confirmed = phase == "trained" or c_acc >= confirm_floor
         r = Round(index=len(rounds), phase=phase, sparsity=dict(sp),
                   bits=None if bt is None else dict(bt), accuracy=float(acc), file_bytes=fb,
                   predicted_bytes=predicted, meets_budget=meets, accepted=accepted, note=note,
-                  seconds=secs, bias_bits=bias_bits)
+                  seconds=secs, bias_bits=bias_bits, ecsq_delta=ecsq_delta,
+                  confirm_accuracy=c_acc, confirmed=confirmed)
         rounds.append(r)
-        if meets and (best is None or fb < rounds[best[0]].file_bytes):
+        if meets and confirmed is not False and (best is None
+                                                 or fb < rounds[best[0]].file_bytes):
             best = (r.index, copy.deepcopy(m))
         kept = {n: f"{100 * (1 - s):.1f}" for n, s in sp.items()}
         log(f"auto: {phase:>7} #{r.index}: validation {100 * acc:.2f} % "
             f"({'meets' if meets else 'misses'} budget), {fb:,} bytes, kept % {kept}"
-            + (f", bits {bt}" if bt else "") + (f" - {note}" if note else ""))
+            + (f", bits {bt}" if bt else "") + (f" - {note}" if note else "")
+            + ("" if confirmed is None or phase == "trained" else
+               f" [confirmation {100 * c_acc:.2f} %: "
+               + ("meets" if confirmed else "misses") + "]"))
         return r
 
     t_price = time.perf_counter()
@@ -514,6 +569,25 @@ def compress(
         ds2 = {n: s2.share_drop(n) for n in names}
         left = 100 * (good_acc - floor)
         share_scale, tried, shared_ok = 1.0, [], False
+        share_bits = None  # (round, bits) of the smallest k-means sharing that met the budget
+
+        def tune(m, t0):
+            """Fine-tune a freshly shared model and evaluate it; a close miss (as for pruning
+            rounds) is fine-tuned ``recover_iterations`` more and measured again."""
+            if finetune_iterations:
+                train_fn(m, finetune_iterations)
+            m.eval()
+            acc = float(eval_fn(m))
+            if acc < floor and recover_iterations and acc >= floor - max(base - floor, 0.003) \
+                    and clock.allows((time.perf_counter() - t0) * recover_iterations
+                                     / max(1, finetune_iterations)):
+                missed = acc
+                train_fn(m, recover_iterations)
+                m.eval()
+                acc = float(eval_fn(m))
+                return acc, (f"; {100 * missed:.2f} % after {finetune_iterations} iterations, "
+                             f"{recover_iterations} more to recover")
+            return acc, ""
         for attempt in range(share_attempts):
             if not clock.allows():
                 report.stopped_by += "; time budget during sharing"
@@ -528,24 +602,28 @@ def compress(
             t = time.perf_counter()
             m = copy.deepcopy(good)
             share_weights_(m, ShareConfig(bits=dict(alloc.bits)), filter_fn=filter_fn)
-            if finetune_iterations:
-                train_fn(m, finetune_iterations)
-            m.eval()
-            acc = float(eval_fn(m))
+            acc, tuned = tune(m, t)
             secs = time.perf_counter() - t
             clock.last = max(clock.last, secs)
             ok = acc >= floor
             record("share", good_sp, alloc.bits, acc, m, alloc.predicted_bytes, ok,
-                   f"attempt {attempt + 1}" + ("" if ok else "; breaks the budget"), secs)
+                   f"attempt {attempt + 1}{tuned}" + ("" if ok else "; breaks the budget"),
+                   secs)
             clock.last = max(clock.last, time.perf_counter() - t)
             if ok:
                 shared_ok = True
+                if share_bits is None or (
+                        rounds[-1].file_bytes < rounds[share_bits[0]].file_bytes):
+                    share_bits = (rounds[-1].index, dict(alloc.bits))
                 share_scale *= 3
             else:
                 report.backoffs += 1
                 if shared_ok:
                     break
                 share_scale /= 3
+        if share_bits is not None and ecsq_deltas:
+            _share_ecsq(good, good_sp, share_bits[1], ecsq_deltas, importance_fn, tune, floor,
+                        filter_fn, record, clock, report)
     # ---- biases ---------------------------------------------------------------------------
     if bias_bits and best is not None and clock.allows(0.0):
         _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock)
@@ -554,12 +632,45 @@ def compress(
     r = rounds[idx]
     report.chosen = idx
     report.sparsity, report.bits, report.bias_bits = dict(r.sparsity), r.bits, r.bias_bits
+    report.ecsq_delta = r.ecsq_delta
+    if r.ecsq_delta is None:
+        report.importance = None
     report.accuracy, report.file_bytes = r.accuracy, r.file_bytes
     report.seconds = clock.elapsed()
     log(f"auto: chose #{idx} ({r.phase}): validation {100 * r.accuracy:.2f} %, "
         f"{r.file_bytes:,} bytes ({report.ratio:.1f}x smaller than dense float32), "
         f"{report.seconds:.0f} s; stopped by {report.stopped_by}")
     return chosen_model, report
+
+
+def _share_ecsq(good, sparsity, bits, deltas, importance_fn, tune, floor, filter_fn, record,
+                clock, report):
+    """Entropy-constrained sharing of the pruned model ``good`` at the k-means attempt's
+    ``bits``, ``d`` bits per weight below k-means's rate for each of ``deltas`` in turn, until
+    one meets the budget (each fine-tuned like a k-means attempt and recorded, so it becomes the
+    best model when its file is smaller)."""
+    importance = None
+    for d in deltas:
+        if not clock.allows():
+            report.stopped_by += "; time budget before entropy-constrained sharing"
+            break
+        t = time.perf_counter()
+        if importance is None and importance_fn is not None:
+            importance = dict(importance_fn(good))
+            report.importance = "importance_fn"
+        m = copy.deepcopy(good)
+        share_weights_(m, ShareConfig(bits=dict(bits), method="ecsq", rate_delta=float(d)),
+                       filter_fn=filter_fn, importance=importance)
+        acc, tuned = tune(m, t)
+        secs = time.perf_counter() - t
+        clock.last = max(clock.last, secs)
+        ok = acc >= floor
+        record("share", sparsity, bits, acc, m, None, ok,
+               f"entropy-constrained, {d:g} bits below k-means"
+               + (" (importance-weighted)" if importance else "") + tuned
+               + ("" if ok else "; breaks the budget"), secs, ecsq_delta=float(d))
+        if ok:
+            break
 
 
 def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock):
@@ -581,7 +692,8 @@ def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, cl
         ok = acc >= floor
         record("bias", r0.sparsity, r0.bits, acc, m, None, ok,
                f"biases shared at {b} bits ({2 ** b} values per layer)"
-               + ("" if ok else "; breaks the budget"), time.perf_counter() - t, bias_bits=b)
+               + ("" if ok else "; breaks the budget"), time.perf_counter() - t, bias_bits=b,
+               ecsq_delta=r0.ecsq_delta)
         if not ok:
             break
         model = m

@@ -50,6 +50,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="most prune + retrain rounds of the search [%(default)s]")
     a.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for validation [%(default)s]")
+    a.add_argument("--confirm-fraction", type=float, default=0.05,
+                   help="share of the training set held out to confirm the final choice: "
+                   "the smallest model that meets the budget there too (0: off) [%(default)s]")
     d = p.add_argument_group("data-parallel retraining (torch.distributed)")
     d.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
                    help="train and retrain in N local processes (DistributedDataParallel; "

@@ -26,6 +26,7 @@ import torch
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import BUILTIN_RECIPES, load_recipe
+from netsqueeze.nn.share import fisher_importance
 from netsqueeze.nn.train import TrainConfig, evaluate, resolve_device, to_tensor, train
 
 __all__ = [
@@ -58,6 +59,7 @@ class AutoSpec:
     max_error: float | None = None
     time_budget: float | None = None
     val_fraction: float = 0.1
+    confirm_fraction: float = 0.05
     seed: int = 0
     retrain_iterations: int | None = None
     finetune_iterations: int | None = None
@@ -82,6 +84,9 @@ class AutoSpec:
             raise ValueError(f"--max-rounds must be an integer >= 0, got {self.max_rounds!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.confirm_fraction < 1 - self.val_fraction:
+            raise ValueError(f"--confirm-fraction must be in [0, 1 - --val-fraction), got "
+                             f"{self.confirm_fraction}")
         return self
 
     def to_dict(self) -> dict:
@@ -124,6 +129,16 @@ def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict
                  f"{spec.seed}", "stratified": True}
         log(f"validation: {va.size:,} of the {ds.n_train:,} training images (stratified, seed "
             f"{spec.seed}); training on the other {tr.size:,}")
+    confirm = None
+    if spec.confirm_fraction > 0:
+        # the confirmation split: also out of training, never seen by the search's decisions
+        keep, cf = validation_split(ds.y_train[tr], spec.confirm_fraction * ds.n_train / tr.size,
+                                    seed=spec.seed + 1)
+        confirm, tr = tr[cf], tr[keep]
+        split["confirmation"] = (f"{spec.confirm_fraction:g} of the training set, stratified, "
+                                 f"seed {spec.seed + 1}: {confirm.size:,} images")
+        log(f"confirmation: {confirm.size:,} more training images held out for the final "
+            f"choice; training on {tr.size:,}")
     train_cfg, retrain_cfg, fine_cfg, storage = _configs(spec.model)
     torch.manual_seed(train_cfg.seed)
     t = time.perf_counter()
@@ -149,6 +164,10 @@ def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict
         "y_tr": torch.as_tensor(ds.y_train[tr], dtype=torch.long, device=device),
         "x_va": to_tensor(x_val, device),
         "y_va": torch.as_tensor(y_val, dtype=torch.long, device=device),
+        "n_confirm": 0 if confirm is None else int(confirm.size),
+        "x_cf": None if confirm is None else to_tensor(ds.x_train[confirm], device),
+        "y_cf": None if confirm is None else torch.as_tensor(ds.y_train[confirm],
+                                                             dtype=torch.long, device=device),
     }
 
 
@@ -174,7 +193,8 @@ def _section(name: str, d: dict) -> str:
 
 def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: dict,
                 bits: dict | None, *, steps: int, retrain_cfg: TrainConfig,
-                fine_cfg: TrainConfig | None, storage, bias_bits: int | None = None) -> str:
+                fine_cfg: TrainConfig | None, storage, bias_bits: int | None = None,
+                ecsq_delta: float | None = None, importance: str | None = None) -> str:
     """A recipe (see :mod:`netsqueeze.experiments.recipe`) holding a chosen allocation."""
     parts = [f"name = {json.dumps(name)}\ndescription = {json.dumps(description)}\n",
              _section("train", train_cfg.to_dict())]
@@ -184,6 +204,10 @@ def recipe_toml(name: str, description: str, train_cfg: TrainConfig, sparsity: d
         parts.append(_section("prune.retrain", retrain_cfg.to_dict()))
     if bits:
         share = {"bits": {k: int(v) for k, v in bits.items()}}
+        if ecsq_delta is not None:
+            share.update(method="ecsq", rate_delta=float(ecsq_delta))
+            if importance:
+                share["importance"] = importance
         if bias_bits:
             share["bias_bits"] = int(bias_bits)
         parts.append(_section("share", share))
@@ -300,6 +324,13 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
                          final_retrain_iterations=3 * retrain_its,
                          margin=spec.margin, max_backoffs=spec.max_backoffs,
                          max_rounds=spec.max_rounds, time_budget=budget_left,
+                         importance_fn=lambda m: fisher_importance(
+                             m, p["x_tr"], p["y_tr"], seed=spec.seed, device=device),
+                         confirm_fn=None if p["x_cf"] is None else (
+                             lambda m: evaluate(m, p["x_cf"], p["y_cf"])),
+                         confirm_max_drop=spec.max_drop,
+                         confirm_min_accuracy=(None if spec.max_error is None
+                                               else 1 - spec.max_error / 100),
                          gap_bits={"conv": p["storage"].conv_gap_bits,
                                    "fc": p["storage"].fc_gap_bits},
                          progress=progress, log=log)
@@ -329,7 +360,8 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         p["train_cfg"], report["sparsity"], report["bits"], steps=max(1, rep.prune_rounds),
         retrain_cfg=dataclasses.replace(rt, iterations=retrain_its),
         fine_cfg=dataclasses.replace(ft, iterations=fine_its), storage=p["storage"],
-        bias_bits=report.get("bias_bits"))
+        bias_bits=report.get("bias_bits"), ecsq_delta=report.get("ecsq_delta"),
+        importance="fisher" if report.get("importance") else None)
     atomic_write_text(out / "recipe.toml", toml)
     table = _layer_table_md(report, file_layers)
     refs = list(references or [])
@@ -344,6 +376,9 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         "torch_threads": torch.get_num_threads(),
         "split": {"validation_images": n_val, "training_images": n_tr,
                   "test_images": int(ds.n_test), "val_fraction": spec.val_fraction,
+                  "confirmation_images": p["n_confirm"],
+                  "confirm_fraction": spec.confirm_fraction,
+                  "confirmation_source": p["split"].get("confirmation"),
                   "seed": spec.seed, "stratified": p["split"]["stratified"],
                   "validation_source": p["split"]["source"]},
         "decided_on": {**report["decided_on"], "training and retraining": "training part",
@@ -368,6 +403,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
             "sparsity": report["sparsity"],
             "bits": report["bits"],
             "bias_bits": report.get("bias_bits"),
+            "ecsq_delta": report.get("ecsq_delta"),
             "backoffs": rep.backoffs,
             "stopped_by": rep.stopped_by,
         },
@@ -404,7 +440,7 @@ def run_auto_cli(args) -> int:
                     download=args.download, checkpoint=args.checkpoint, device=args.device,
                     max_drop=args.max_drop, max_error=args.max_error,
                     time_budget=args.time_budget, val_fraction=args.val_fraction,
-                    max_rounds=args.max_rounds,
+                    confirm_fraction=args.confirm_fraction, max_rounds=args.max_rounds,
                     model_args=getattr(args, "model_args_dict", None),
                     trust_checkpoint=bool(getattr(args, "trust_checkpoint", False))).validate()
     from netsqueeze.run import make_executor

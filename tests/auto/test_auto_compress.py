@@ -48,6 +48,13 @@ def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tm
     assert res["decided_on"]["allocation"] == "validation"
     assert res["decided_on"]["reported accuracy"].startswith("test")
     assert res["split"]["validation_images"] == 400
+    # the confirmation split: 5 % of the training set more, out of training too
+    sp = res["split"]
+    assert sp["confirmation_images"] == 200
+    assert sp["training_images"] + sp["validation_images"] + sp["confirmation_images"] == 4000
+    assert res["decided_on"]["choice of the final model"] == "validation and confirmation"
+    for r in res["search"]["rounds"]:
+        assert (r["confirm_accuracy"] is not None) == r["meets_budget"]
     assert s["final_val_accuracy"] >= s["trained_val_accuracy"] - 0.02 - 1e-9
     chosen = res["search"]["rounds"][res["search"]["chosen"]]
     assert chosen["meets_budget"] and chosen["file_bytes"] <= res["search"]["rounds"][0][
@@ -70,6 +77,12 @@ def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tm
     share_weights_(m, recipe.share)
     assert {r.name: r.bits for r in share_report(m)} == s["bits"]
     assert recipe.share.bias_bits == s["bias_bits"]
+    # and the sharing method: entropy-constrained (importance-weighted) when that was chosen
+    assert recipe.share.rate_delta == s["ecsq_delta"]
+    assert recipe.share.method == ("lloyd" if s["ecsq_delta"] is None else "ecsq")
+    assert recipe.share.importance == (None if s["ecsq_delta"] is None else "fisher")
+    ecsq = [r for r in res["search"]["rounds"] if r["ecsq_delta"] is not None]
+    assert ecsq and all("entropy-constrained" in r["note"] for r in ecsq)
 
 
 def test_cli_budget_errors(tmp_path, capsys):

@@ -4,9 +4,11 @@ import copy
 import time
 
 import pytest
+import torch
 
 from netsqueeze.auto import SensitivityResult, compress, cost_model, sensitivity
 from netsqueeze.nn.export import load_compressed, save_compressed
+from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import pruning_report
 
 
@@ -179,3 +181,68 @@ def test_pruning_leaves_the_reserve_to_sharing(problem, tiny):
         assert r.accepted == (r.accuracy >= need - 1e-12)
     with pytest.raises(ValueError, match="share_reserve"):
         compress(model, train_fn, eval_fn, max_drop=1.0, share_reserve=1.0, progress=False)
+
+
+def test_entropy_constrained_sharing_follows_k_means_at_its_bits(problem, tiny):
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    asked = []
+
+    def importance_fn(m):
+        asked.append(m)
+        return {ref.name: torch.ones_like(ref.weight) for ref in compressible_layers(m)}
+
+    _, rep = compress(model, train_fn, eval_fn, max_drop=1.0, retrain_iterations=40,
+                      finetune_iterations=30, max_rounds=3, bias_bits=(),
+                      importance_fn=importance_fn, progress=False, log=lambda s: None)
+    kmeans = [r for r in rep.rounds if r.phase == "share" and r.ecsq_delta is None]
+    ecsq = [r for r in rep.rounds if r.ecsq_delta is not None]
+    ok = [r for r in kmeans if r.meets_budget]
+    assert ok, "k-means sharing never met the budget on this problem"
+    smallest = min(ok, key=lambda r: r.file_bytes)
+    assert ecsq and ecsq[0].ecsq_delta == 1.0 and ecsq[0].bits == smallest.bits
+    assert all("entropy-constrained" in r.note for r in ecsq)
+    # boldest first, and it stops at the first that meets the budget
+    assert [r.ecsq_delta for r in ecsq] == [1.0, 0.5][:len(ecsq)]
+    assert all(not r.meets_budget for r in ecsq[:-1])
+    assert len(asked) == 1  # the importance is estimated once, on the pruned model
+    assert rep.ecsq_delta == rep.rounds[rep.chosen].ecsq_delta
+    assert (rep.importance is not None) == (rep.ecsq_delta is not None)
+    _, off = compress(model, train_fn, eval_fn, max_drop=1.0, retrain_iterations=40,
+                      finetune_iterations=30, max_rounds=3, bias_bits=(), ecsq_deltas=(),
+                      progress=False, log=lambda s: None)
+    assert all(r.ecsq_delta is None for r in off.rounds)
+
+
+def test_confirmation_only_chooses_and_never_steers(problem, tiny):
+    """confirm_fn is measured on models that met the budget, never used by the search's
+    decisions: the rounds are the same with and without it; the final choice is the smallest
+    model that meets the budget on both, the trained model at worst."""
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    kw = dict(max_drop=1.0, retrain_iterations=40, finetune_iterations=30, max_rounds=3,
+              bias_bits=(), ecsq_deltas=(), progress=False, log=lambda s: None)
+    _, plain = compress(model, *_fns(problem, tiny)[1:3], **kw)
+    x_cf, y_cf = tiny.make_blobs(600, 3)
+    seen = []
+
+    def confirm(m):
+        seen.append(1)
+        return tiny.accuracy(m, x_cf, y_cf)
+
+    _, conf = compress(model, train_fn, eval_fn, confirm_fn=confirm, **kw)
+    assert [(r.phase, r.sparsity, r.bits, r.accuracy) for r in plain.rounds] == [
+        (r.phase, r.sparsity, r.bits, r.accuracy) for r in conf.rounds]
+    assert seen  # measured...
+    for r in conf.rounds:  # ...on exactly the models that met the budget
+        assert (r.confirm_accuracy is not None) == r.meets_budget
+    chosen = conf.rounds[conf.chosen]
+    assert chosen.meets_budget and chosen.confirmed
+    assert chosen.file_bytes == min(r.file_bytes for r in conf.rounds
+                                    if r.meets_budget and r.confirmed)
+    assert conf.confirm_floor == pytest.approx(conf.confirm_baseline - 0.01)
+    assert conf.decided_on["choice of the final model"] == "validation and confirmation"
+    # data on which every compressed model fails: the trained model is the choice
+    out, rej = compress(model, train_fn, eval_fn, confirm_fn=lambda m: 0.0,
+                        confirm_min_accuracy=0.5, **kw)
+    assert rej.chosen == 0 and rej.rounds[0].phase == "trained"
+    assert all(r.confirmed is False for r in rej.rounds[1:] if r.meets_budget)
+    assert eval_fn(out) == pytest.approx(rej.baseline_accuracy)
