@@ -570,6 +570,7 @@ def compress(
         left = 100 * (good_acc - floor)
         share_scale, tried, shared_ok = 1.0, [], False
         share_bits = None  # (round, bits) of the smallest k-means sharing that met the budget
+        # (and was confirmed, when there is a confirmation)
 
         def tune(m, t0):
             """Fine-tune a freshly shared model and evaluate it; a close miss (as for pruning
@@ -612,8 +613,8 @@ def compress(
             clock.last = max(clock.last, time.perf_counter() - t)
             if ok:
                 shared_ok = True
-                if share_bits is None or (
-                        rounds[-1].file_bytes < rounds[share_bits[0]].file_bytes):
+                if rounds[-1].confirmed is not False and (share_bits is None or (
+                        rounds[-1].file_bytes < rounds[share_bits[0]].file_bytes)):
                     share_bits = (rounds[-1].index, dict(alloc.bits))
                 share_scale *= 3
             else:

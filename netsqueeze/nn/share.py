@@ -163,8 +163,9 @@ class ShareConfig:
         ``method="ecsq"``, instead of ``target_bits``: each layer's rate target is the rate of
         plain k-means (this config's ``init``, ``2 ** bits`` values) on its kept weights, minus
         this many bits per weight -- "this much cheaper than today's sharing", whatever the
-        layer -- but never below half of k-means's rate (a layer of few bits keeps at least
-        half of its information).
+        layer -- but never below half of k-means's rate, nor below 2 bits per weight (a
+        layer whose k-means rate is lower keeps it: with 4 or fewer values there is too little
+        to give up, and one bit of a two-value layer is all it has).
     importance : {"fisher"}, optional
         For the compress pipeline: estimate every weight's importance before sharing and cluster
         with it (:func:`fisher_importance`: squared gradients of the training loss, a diagonal
@@ -690,7 +691,7 @@ def _cluster_weighted(config, bits, survivors, keep, importance, name):
             km = KMeans1D(2**bits, init=config.init, max_iter=config.max_iter, tol=config.tol,
                           random_state=config.random_state).fit(survivors)
             rate = label_entropy(km.labels_)
-            target = max(rate - float(config.rate_delta), rate / 2)
+            target = max(rate - float(config.rate_delta), rate / 2, min(rate, 2.0))
         est = ECSQ1D(2**bits, lam=config.ecsq_lambda, target_bits=target)
     else:
         est = KMeans1D(2**bits, init=config.init, method=config.method,

@@ -153,3 +153,17 @@ def test_fisher_importance_is_squared_gradients_and_deterministic():
     assert m[1].weight.grad is None  # its own gradients cleared
     with pytest.raises(ValueError, match="batches"):
         fisher_importance(m, x, y, batches=0)
+
+
+def test_rate_delta_leaves_layers_of_few_bits_their_rate():
+    """A two- or four-value layer has at most 1 or 2 bits per weight: rate_delta does not push
+    it below 2 bits (nor any layer below half of k-means's rate)."""
+    from netsqueeze.core.kmeans1d import KMeans1D
+
+    ec = _model()
+    share_weights_(ec, ShareConfig(bits=1, method="ecsq", rate_delta=1.0))
+    for name, cb in codebooks(ec).items():
+        kept = cb.index != cb.centroids.size
+        r_km = label_entropy(KMeans1D(2, init="linear").fit(
+            _model_weights()[name][kept]).labels_)
+        assert label_entropy(cb.index[kept]) == pytest.approx(r_km, abs=0.05), name
