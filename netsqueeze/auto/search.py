@@ -250,8 +250,10 @@ def compress(
         of a long search is taken on ``eval_fn``'s data, so the models it ends with fit that
         data a little by chance; the confirmation data has not steered the search, so it tells
         whether the drop is real. Its budget: ``confirm_max_drop`` (from ``confirm_fn`` of the
-        trained model) and / or ``confirm_min_accuracy``, by default the same as
-        ``max_drop`` / ``min_accuracy``. The trained model is always a valid (last) choice.
+        trained model) and / or ``confirm_min_accuracy``; by default the drop the search may
+        spend on validation, counted from the trained model's ``confirm_fn`` (an absolute
+        floor would also judge how hard the confirmation data happen to be). The trained model
+        is always a valid (last) choice.
     time_budget : float, optional
         Seconds for the whole call: no round starts when the longest round so far says it would
         end past the budget. Pruning rounds also leave the time that weight sharing and the
@@ -321,12 +323,14 @@ def compress(
     confirm_base = None
     if confirm_fn is not None:
         confirm_base = float(confirm_fn(cur))
-        c_drop = max_drop if confirm_max_drop is None else confirm_max_drop
-        c_min = min_accuracy if confirm_min_accuracy is None else confirm_min_accuracy
-        if c_drop is not None:
-            confirm_floor = confirm_base - float(c_drop) / 100
-        if c_min is not None:
-            confirm_floor = max(confirm_floor, float(c_min))
+        if confirm_max_drop is None and confirm_min_accuracy is None:
+            # the drop the search may spend on validation, from the trained model's level on
+            # the confirmation data: two held-out sets differ in difficulty, drops much less
+            confirm_floor = confirm_base - (base - floor)
+        if confirm_max_drop is not None:
+            confirm_floor = confirm_base - float(confirm_max_drop) / 100
+        if confirm_min_accuracy is not None:
+            confirm_floor = max(confirm_floor, float(confirm_min_accuracy))
     report = AutoReport(baseline_accuracy=base, floor_accuracy=floor, budget_pp=budget,
                         margin=margin, retrain_iterations=retrain_iterations,
                         finetune_iterations=finetune_iterations,

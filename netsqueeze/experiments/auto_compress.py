@@ -328,9 +328,10 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
                              m, p["x_tr"], p["y_tr"], seed=spec.seed, device=device),
                          confirm_fn=None if p["x_cf"] is None else (
                              lambda m: evaluate(m, p["x_cf"], p["y_cf"])),
+                         # a drop budget is checked as given (the paired drop needs no
+                         # margin for the split's difficulty); an error budget as the drop it
+                         # leaves on validation (the default)
                          confirm_max_drop=spec.max_drop,
-                         confirm_min_accuracy=(None if spec.max_error is None
-                                               else 1 - spec.max_error / 100),
                          gap_bits={"conv": p["storage"].conv_gap_bits,
                                    "fc": p["storage"].fc_gap_bits},
                          progress=progress, log=log)

@@ -240,6 +240,14 @@ def test_confirmation_only_chooses_and_never_steers(problem, tiny):
                                     if r.meets_budget and r.confirmed)
     assert conf.confirm_floor == pytest.approx(conf.confirm_baseline - 0.01)
     assert conf.decided_on["choice of the final model"] == "validation and confirmation"
+    # an error budget is confirmed as the drop it leaves on validation, from the trained
+    # model's level on the confirmation data (which may be harder or easier)
+    kw2 = {k: v for k, v in kw.items() if k != "max_drop"}
+    _, err = compress(model, train_fn, eval_fn, confirm_fn=confirm,
+                      min_accuracy=plain.baseline_accuracy - 0.02, max_rounds=1,
+                      **{k: v for k, v in kw2.items() if k != "max_rounds"})
+    assert err.confirm_floor == pytest.approx(
+        err.confirm_baseline - (err.baseline_accuracy - err.floor_accuracy))
     # data on which every compressed model fails: the trained model is the choice
     out, rej = compress(model, train_fn, eval_fn, confirm_fn=lambda m: 0.0,
                         confirm_min_accuracy=0.5, **kw)
