@@ -162,6 +162,7 @@ def compress(
     confirm_fn: EvalFn | None = None,
     confirm_max_drop: float | None = None,
     confirm_min_accuracy: float | None = None,
+    confirm_tolerance: float = 0.0,
     time_budget: float | None = None,
     filter_fn=None,
     progress: bool = True,
@@ -252,8 +253,10 @@ def compress(
         whether the drop is real. Its budget: ``confirm_max_drop`` (from ``confirm_fn`` of the
         trained model) and / or ``confirm_min_accuracy``; by default the drop the search may
         spend on validation, counted from the trained model's ``confirm_fn`` (an absolute
-        floor would also judge how hard the confirmation data happen to be). The trained model
-        is always a valid (last) choice.
+        floor would also judge how hard the confirmation data happen to be), lowered by
+        ``confirm_tolerance`` (accuracy units, e.g. one standard error of the confirmation
+        data: a model is refused on evidence that it breaks the budget, not on noise). The
+        trained model is always a valid (last) choice.
     time_budget : float, optional
         Seconds for the whole call: no round starts when the longest round so far says it would
         end past the budget. Pruning rounds also leave the time that weight sharing and the
@@ -331,6 +334,7 @@ def compress(
             confirm_floor = confirm_base - float(confirm_max_drop) / 100
         if confirm_min_accuracy is not None:
             confirm_floor = max(confirm_floor, float(confirm_min_accuracy))
+        confirm_floor -= float(confirm_tolerance)
     report = AutoReport(baseline_accuracy=base, floor_accuracy=floor, budget_pp=budget,
                         margin=margin, retrain_iterations=retrain_iterations,
                         finetune_iterations=finetune_iterations,

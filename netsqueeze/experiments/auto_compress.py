@@ -315,6 +315,9 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     min_acc = None if spec.max_error is None else 1 - spec.max_error / 100 + margin_pp / 100
     max_drop = None if spec.max_drop is None else max(0.0, spec.max_drop - margin_pp)
     log(f"validation margin: {margin_pp:.3f} pp (one standard error on {n_val:,} images)")
+    # the confirmation refuses a model only when its drop passes the budget by more than the
+    # confirmation split's own standard error
+    confirm_se = (p_ref * (1 - p_ref) / p["n_confirm"]) ** 0.5 if p["n_confirm"] else 0.0
     budget_left = None
     if spec.time_budget is not None:
         budget_left = max(1.0, spec.time_budget - (time.perf_counter() - t_all))
@@ -332,6 +335,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
                          # margin for the split's difficulty); an error budget as the drop it
                          # leaves on validation (the default)
                          confirm_max_drop=spec.max_drop,
+                         confirm_tolerance=confirm_se,
                          gap_bits={"conv": p["storage"].conv_gap_bits,
                                    "fc": p["storage"].fc_gap_bits},
                          progress=progress, log=log)
@@ -389,6 +393,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         "retrain_iterations": retrain_its,
         "final_retrain_iterations": 3 * retrain_its,
         "validation_margin_pp": margin_pp,
+        "confirmation_tolerance_pp": 100 * confirm_se,
         "finetune_iterations": fine_its,
         "summary": {
             "trained_val_accuracy": rep.baseline_accuracy,

@@ -248,6 +248,10 @@ def test_confirmation_only_chooses_and_never_steers(problem, tiny):
                       **{k: v for k, v in kw2.items() if k != "max_rounds"})
     assert err.confirm_floor == pytest.approx(
         err.confirm_baseline - (err.baseline_accuracy - err.floor_accuracy))
+    _, tol = compress(model, train_fn, eval_fn, confirm_fn=confirm, confirm_tolerance=0.005,
+                      max_drop=1.0, max_rounds=1,
+                      **{k: v for k, v in kw2.items() if k != "max_rounds"})
+    assert tol.confirm_floor == pytest.approx(tol.confirm_baseline - 0.01 - 0.005)
     # data on which every compressed model fails: the trained model is the choice
     out, rej = compress(model, train_fn, eval_fn, confirm_fn=lambda m: 0.0,
                         confirm_min_accuracy=0.5, **kw)
