@@ -81,8 +81,13 @@ def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tm
     assert recipe.share.rate_delta == s["ecsq_delta"]
     assert recipe.share.method == ("lloyd" if s["ecsq_delta"] is None else "ecsq")
     assert recipe.share.importance == (None if s["ecsq_delta"] is None else "fisher")
-    ecsq = [r for r in res["search"]["rounds"] if r["ecsq_delta"] is not None]
+    ecsq = [r for r in res["search"]["rounds"]
+            if r["ecsq_delta"] is not None and r["phase"] == "share"]
     assert ecsq and all("entropy-constrained" in r["note"] for r in ecsq)
+    # bias rounds after an entropy-constrained sharing carry its delta
+    for r in res["search"]["rounds"]:
+        if r["phase"] == "bias" and r["ecsq_delta"] is not None:
+            assert r["ecsq_delta"] in {e["ecsq_delta"] for e in ecsq if e["meets_budget"]}
 
 
 def test_cli_budget_errors(tmp_path, capsys):
