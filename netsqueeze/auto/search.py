@@ -412,6 +412,27 @@ def compress(
                + ("meets" if confirmed else "misses") + "]"))
         return r
 
+    window = max(base - floor, 0.003)  # a close miss: by less than the budget, at least 0.3 pp
+
+    def train_and_measure(m, t0, iterations, target, reserve_s=0.0):
+        """Train ``m`` ``iterations`` (retraining or fine-tuning) and evaluate it. A close miss
+        of ``target`` is trained ``recover_iterations`` more and measured again (a short round
+        is the cheapest, not the best, judge of a model). Returns the accuracy and a note."""
+        if iterations:
+            train_fn(m, iterations)
+        m.eval()
+        acc = float(eval_fn(m))
+        if acc < target and recover_iterations and acc >= target - window and clock.allows(
+                (time.perf_counter() - t0) * recover_iterations / max(1, iterations),
+                reserve=reserve_s):
+            missed = acc
+            train_fn(m, recover_iterations)
+            m.eval()
+            acc = float(eval_fn(m))
+            return acc, (f"; {100 * missed:.2f} % after {iterations} iterations, "
+                         f"{recover_iterations} more to recover")
+        return acc, ""
+
     t_price = time.perf_counter()
     record("trained", {n: 0.0 for n in names}, None, base, cur, None, True, "", 0.0)
     price_secs = time.perf_counter() - t_price  # pricing every layer's file bytes once
@@ -469,26 +490,10 @@ def compress(
             t = time.perf_counter()
             cur = copy.deepcopy(good)
             prune_(cur, PruneConfig(sparsity=dict(target)))
-            if retrain_iterations:
-                train_fn(cur, retrain_iterations)
-            cur.eval()
-            acc = float(eval_fn(cur))
+            acc, tuned = train_and_measure(cur, t, retrain_iterations, prune_floor, reserve())
             n_rounds += 1
             ok = acc >= prune_floor
-            window = max(base - floor, 0.003)  # the budget, and at least 0.3 pp
-            if not ok and recover_iterations and acc >= prune_floor - window and (
-                    clock.allows((time.perf_counter() - t)
-                                 * recover_iterations / max(1, retrain_iterations),
-                                 reserve=reserve())):
-                # close: more retraining usually recovers it (a short round is the
-                # cheapest, not the best, judge of a sparsity)
-                missed = acc
-                train_fn(cur, recover_iterations)
-                cur.eval()
-                acc = float(eval_fn(cur))
-                ok = acc >= prune_floor
-                alloc_note += (f"; {100 * missed:.2f} % after {retrain_iterations} iterations, "
-                               f"{recover_iterations} more to recover")
+            alloc_note += tuned
             secs = time.perf_counter() - t
             clock.last = max(clock.last, secs)
             record("prune", target, None, acc, cur, predicted, ok,
@@ -581,22 +586,8 @@ def compress(
         # (and was confirmed, when there is a confirmation)
 
         def tune(m, t0):
-            """Fine-tune a freshly shared model and evaluate it; a close miss (as for pruning
-            rounds) is fine-tuned ``recover_iterations`` more and measured again."""
-            if finetune_iterations:
-                train_fn(m, finetune_iterations)
-            m.eval()
-            acc = float(eval_fn(m))
-            if acc < floor and recover_iterations and acc >= floor - max(base - floor, 0.003) \
-                    and clock.allows((time.perf_counter() - t0) * recover_iterations
-                                     / max(1, finetune_iterations)):
-                missed = acc
-                train_fn(m, recover_iterations)
-                m.eval()
-                acc = float(eval_fn(m))
-                return acc, (f"; {100 * missed:.2f} % after {finetune_iterations} iterations, "
-                             f"{recover_iterations} more to recover")
-            return acc, ""
+            return train_and_measure(m, t0, finetune_iterations, floor)
+
         for attempt in range(share_attempts):
             if not clock.allows():
                 report.stopped_by += "; time budget during sharing"
@@ -642,8 +633,8 @@ def compress(
     report.chosen = idx
     report.sparsity, report.bits, report.bias_bits = dict(r.sparsity), r.bits, r.bias_bits
     report.ecsq_delta = r.ecsq_delta
-    if r.ecsq_delta is None:
-        report.importance = None
+    report.importance = ("importance_fn" if r.ecsq_delta is not None and importance_fn is not None
+                         else None)
     report.accuracy, report.file_bytes = r.accuracy, r.file_bytes
     report.seconds = clock.elapsed()
     log(f"auto: chose #{idx} ({r.phase}): validation {100 * r.accuracy:.2f} %, "
@@ -666,7 +657,6 @@ def _share_ecsq(good, sparsity, bits, deltas, importance_fn, tune, floor, filter
         t = time.perf_counter()
         if importance is None and importance_fn is not None:
             importance = dict(importance_fn(good))
-            report.importance = "importance_fn"
         m = copy.deepcopy(good)
         share_weights_(m, ShareConfig(bits=dict(bits), method="ecsq", rate_delta=float(d)),
                        filter_fn=filter_fn, importance=importance)
