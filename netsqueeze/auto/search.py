@@ -245,12 +245,14 @@ def compress(
         :func:`netsqueeze.nn.share.fisher_importance` on the training data), so that sensitive
         weights move less; without it every weight counts the same.
     confirm_fn : callable ``(model) -> float``, optional
-        The same metric on *other* held-out data, never used by the search's decisions: a
-        model that met the budget on ``eval_fn`` is also measured here, and the final choice
-        is the smallest model that meets the budget on both. Every accept / back-off decision
-        of a long search is taken on ``eval_fn``'s data, so the models it ends with fit that
-        data a little by chance; the confirmation data has not steered the search, so it tells
-        whether the drop is real. Its budget: ``confirm_max_drop`` (from ``confirm_fn`` of the
+        The same metric on *other* held-out data, which only vetoes: a model that met the
+        budget on ``eval_fn`` is also measured here, and the final choice is the smallest model
+        that meets the budget on both. Every accept / back-off decision of a long search is
+        taken on ``eval_fn``'s data, so the models it ends with fit that data a little by
+        chance; the confirmation data proposes nothing, so it tells whether the drop is real.
+        Two decisions read its veto: weight sharing starts from the smallest pruned model it
+        did not refuse, and a sharing attempt it refuses is followed by one with more bits,
+        not fewer. Its budget: ``confirm_max_drop`` (from ``confirm_fn`` of the
         trained model) and / or ``confirm_min_accuracy``; by default the drop the search may
         spend on validation, counted from the trained model's ``confirm_fn`` (an absolute
         floor would also judge how hard the confirmation data happen to be), lowered by
@@ -341,7 +343,9 @@ def compress(
                         decided_on={"sensitivity": "validation", "allocation": "validation",
                                     "acceptance and back-off": "validation",
                                     "choice of the final model": "validation" + (
-                                        " and confirmation" if confirm_fn else "")},
+                                        " and confirmation" if confirm_fn else "")}
+                        | ({"sharing's start and direction": "validation, confirmation's veto"}
+                           if confirm_fn else {}),
                         confirm_baseline=confirm_base,
                         confirm_floor=None if confirm_fn is None else confirm_floor)
     log(f"auto: trained model {100 * base:.2f} % on validation; budget {budget:.3f} pp "
@@ -391,7 +395,7 @@ def compress(
         meets = acc >= floor
         c_acc = confirmed = None
         if meets and confirm_fn is not None:
-            # measured, never used to steer the search: only the final choice reads it
+            # a veto only: the final choice, sharing's start and its direction read it
             c_acc = confirm_base if phase == "trained" else float(confirm_fn(m))
             confirmed = phase == "trained" or c_acc >= confirm_floor
         r = Round(index=len(rounds), phase=phase, sparsity=dict(sp),
@@ -441,6 +445,14 @@ def compress(
     good = copy.deepcopy(cur)
     good_acc = base
     good_sp = {n: 0.0 for n in names}
+    # what weight sharing starts from: the last accepted pruned model that the confirmation
+    # did not refuse (sharing a model it refused seldom gives one it accepts)
+    base_pick = (rounds[0].file_bytes, good, good_acc, good_sp)
+
+    def pick_for_sharing(m, acc, sp):
+        nonlocal base_pick
+        if rounds[-1].confirmed is not False:
+            base_pick = (rounds[-1].file_bytes, m, acc, dict(sp))
     prune_floor = floor + share_reserve * (base - floor) if share_attempts else floor
     prune_budget = (1 - margin) * budget
     scale = 1.0
@@ -503,6 +515,7 @@ def compress(
             clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
             if ok:
                 good, good_acc, good_sp = cur, acc, dict(target)
+                pick_for_sharing(good, good_acc, good_sp)
                 report.prune_rounds += 1
                 # the one-shot curves overstate what retraining leaves: grow faster while the
                 # measured drop uses little of the budget, slower close to it
@@ -558,6 +571,7 @@ def compress(
             if ok:
                 gained = acc > good_acc
                 good, good_acc = m, acc
+                pick_for_sharing(good, good_acc, good_sp)
         # another cycle only if this one moved, its final retraining left room, and there is
         # time and rounds for it
         if out_of or not gained:
@@ -567,6 +581,10 @@ def compress(
     report.stopped_by = stopped
 
     # ---- weight sharing ----------------------------------------------------------------
+    if base_pick[1] is not good:
+        log(f"auto: sharing starts from the last pruned model the confirmation accepted "
+            f"({base_pick[0]:,} bytes), not the last one accepted")
+    _, good, good_acc, good_sp = base_pick
     if share_attempts and clock.allows():
         good.eval()
         s2 = sensitivity(good, eval_fn=eval_fn, sparsities=(0.0,), bits=bit_grid,
@@ -610,10 +628,12 @@ def compress(
                    f"attempt {attempt + 1}{tuned}" + ("" if ok else "; breaks the budget"),
                    secs)
             clock.last = max(clock.last, time.perf_counter() - t)
-            if ok:
+            # a sharing the confirmation refuses is not tried bolder: the next attempt keeps
+            # more bits, as after a miss on validation (the confirmation vetoes, never proposes)
+            if ok and rounds[-1].confirmed is not False:
                 shared_ok = True
-                if rounds[-1].confirmed is not False and (share_bits is None or (
-                        rounds[-1].file_bytes < rounds[share_bits[0]].file_bytes)):
+                if share_bits is None or (
+                        rounds[-1].file_bytes < rounds[share_bits[0]].file_bytes):
                     share_bits = (rounds[-1].index, dict(alloc.bits))
                 share_scale *= 3
             else:
@@ -625,8 +645,9 @@ def compress(
             _share_ecsq(good, good_sp, share_bits[1], ecsq_deltas, importance_fn, tune, floor,
                         filter_fn, record, clock, report)
     # ---- biases ---------------------------------------------------------------------------
-    if bias_bits and best is not None and clock.allows(0.0):
-        _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock)
+    if bias_bits and best is not None:
+        _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock,
+                      2 * per_eval + price_secs)
     assert best is not None  # the trained model meets the budget (budget >= 0)
     idx, chosen_model = best
     r = rounds[idx]
@@ -672,15 +693,16 @@ def _share_ecsq(good, sparsity, bits, deltas, importance_fn, tune, floor, filter
             break
 
 
-def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock):
+def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock, estimate):
     """Replace the biases of the best model's compressible layers by 1-D k-means centres at
     each of ``bias_bits`` in turn (no retraining). Each result is recorded, and so becomes the
     best model when it meets the budget with a smaller file; the first that breaks the budget
-    ends the phase."""
+    ends the phase. Each step is an evaluation or two and a pricing, not a round: the time
+    budget is checked against ``estimate`` seconds (then the longest step so far)."""
     idx, model = best
     r0 = rounds[idx]
     for b in bias_bits:
-        if not clock.allows():
+        if not clock.allows(estimate):
             break
         t = time.perf_counter()
         m = copy.deepcopy(model)
@@ -693,6 +715,7 @@ def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, cl
                f"biases shared at {b} bits ({2 ** b} values per layer)"
                + ("" if ok else "; breaks the budget"), time.perf_counter() - t, bias_bits=b,
                ecsq_delta=r0.ecsq_delta)
+        estimate = max(estimate, time.perf_counter() - t)
         if not ok:
             break
         model = m

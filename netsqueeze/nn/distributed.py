@@ -48,6 +48,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 from collections.abc import Callable
 
 import torch
@@ -173,6 +174,13 @@ def _spawned(local_rank: int, fn: Callable, args: tuple, nproc: int, port: int) 
                        "RANK": str(local_rank), "LOCAL_RANK": str(local_rank),
                        "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)})
     fn(*args)
+    # A rank that finished ends here rather than through the interpreter's exit, where the
+    # C++ destructors of torch.distributed's threads can abort a process whose work is done
+    # (rarely, "terminate called without an active exception"). Its files are closed by now.
+    teardown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(fn: Callable, args: tuple, nproc: int) -> None:

@@ -119,7 +119,7 @@ def test_time_budget_is_honoured(problem, tiny):
     # pruning left sharing its time: the budget cut pruning short, not sharing
     assert any(r.phase == "share" for r in rep.rounds)
     assert "during sharing" not in rep.stopped_by
-    assert len(rep.rounds) < 8  # stopped well before max_rounds
+    assert sum(r.phase == "prune" for r in rep.rounds) < 8  # well before max_rounds
     assert rep.rounds[rep.chosen].meets_budget
     assert eval_fn(out) >= rep.floor_accuracy
 
@@ -213,10 +213,10 @@ def test_entropy_constrained_sharing_follows_k_means_at_its_bits(problem, tiny):
     assert all(r.ecsq_delta is None for r in off.rounds)
 
 
-def test_confirmation_only_chooses_and_never_steers(problem, tiny):
-    """confirm_fn is measured on models that met the budget, never used by the search's
-    decisions: the rounds are the same with and without it; the final choice is the smallest
-    model that meets the budget on both, the trained model at worst."""
+def test_confirmation_only_vetoes(problem, tiny):
+    """confirm_fn is measured on models that met the budget and proposes nothing: when it
+    refuses nothing the rounds are the same with and without it; the final choice is the
+    smallest model that meets the budget on both, the trained model at worst."""
     model, train_fn, eval_fn, _ = _fns(problem, tiny)
     kw = dict(max_drop=1.0, retrain_iterations=40, finetune_iterations=30, max_rounds=3,
               bias_bits=(), ecsq_deltas=(), progress=False, log=lambda s: None)
@@ -258,3 +258,46 @@ def test_confirmation_only_chooses_and_never_steers(problem, tiny):
     assert rej.chosen == 0 and rej.rounds[0].phase == "trained"
     assert all(r.confirmed is False for r in rej.rounds[1:] if r.meets_budget)
     assert eval_fn(out) == pytest.approx(rej.baseline_accuracy)
+
+
+def _distinct(w) -> int:
+    return int(torch.unique(w.detach()[w.detach() != 0]).numel())
+
+
+def test_confirmation_veto_sets_sharings_start_and_direction(problem, tiny):
+    """Pruning is steered by validation alone, with or without the confirmation; weight
+    sharing starts from the last accepted pruned model the confirmation did not refuse, and a
+    sharing it refuses is followed by one with more bits, not fewer."""
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    kw = dict(max_drop=1.0, retrain_iterations=40, finetune_iterations=30, max_rounds=3,
+              bias_bits=(), ecsq_deltas=(), progress=False, log=lambda s: None)
+    _, plain = compress(model, *_fns(problem, tiny)[1:3], **kw)
+    pruned = [r for r in plain.rounds if r.phase == "prune" and r.accepted]
+    shared = [r for r in plain.rounds if r.phase == "share"]
+    # the tiny problem prunes fc1 only in its last round, and shares boldly then bolder
+    assert pruned[-1].sparsity["fc1"] > 0 and all(r.sparsity["fc1"] == 0 for r in pruned[:-1])
+    assert sum(shared[1].bits.values()) < sum(shared[0].bits.values())
+    x_cf, y_cf = tiny.make_blobs(600, 3)
+
+    def no_pruned_fc1(m):  # refuses every model whose fc1 lost weights
+        return 0.0 if bool((m.fc1.weight == 0).any()) else tiny.accuracy(m, x_cf, y_cf)
+
+    _, veto = compress(model, *_fns(problem, tiny)[1:3], confirm_fn=no_pruned_fc1,
+                       confirm_min_accuracy=0.5, **kw)
+    v_pruned = [r for r in veto.rounds if r.phase == "prune"]
+    assert [(r.sparsity, r.accuracy) for r in v_pruned] == [
+        (r.sparsity, r.accuracy) for r in plain.rounds if r.phase == "prune"]
+    v_shared = [r for r in veto.rounds if r.phase == "share"]
+    assert v_shared and all(r.sparsity == pruned[-2].sparsity for r in v_shared)
+    assert veto.rounds[veto.chosen].confirmed
+
+    def one_bit_fc1(m):  # refuses every model whose fc1 is shared at one bit (2 values)
+        return 0.0 if _distinct(m.fc1.weight) <= 2 else tiny.accuracy(m, x_cf, y_cf)
+
+    _, bits = compress(model, *_fns(problem, tiny)[1:3], confirm_fn=one_bit_fc1,
+                       confirm_min_accuracy=0.5, **kw)
+    b_shared = [r for r in bits.rounds if r.phase == "share"]
+    assert b_shared[0].bits == shared[0].bits and b_shared[0].confirmed is False
+    assert len(b_shared) >= 2
+    assert sum(b_shared[1].bits.values()) > sum(b_shared[0].bits.values())
+    assert bits.rounds[bits.chosen].confirmed

@@ -76,6 +76,7 @@ def _rank_main(out: str) -> None:
             ddp.check_identical(model, scenario)
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             torch.save(state, Path(out) / f"{scenario}-rank{ddp.rank()}.pt")
+        ddp.barrier()  # as the CLI does: no rank leaves while another still communicates
     finally:
         ddp.teardown()
 
