@@ -9,6 +9,7 @@ Above :mod:`netsqueeze.nn`, :mod:`netsqueeze.models` and :mod:`netsqueeze.data`;
 
 from netsqueeze.auto.allocate import Allocation, allocate
 from netsqueeze.auto.cost import CostModel, cost_model, layer_bytes
+from netsqueeze.auto.journal import Journal
 from netsqueeze.auto.search import AutoReport, Round, compress, file_bytes
 from netsqueeze.auto.sensitivity import (
     DEFAULT_BITS,
@@ -25,6 +26,7 @@ __all__ = [
     "Allocation",
     "AutoReport",
     "CostModel",
+    "Journal",
     "LayerSensitivity",
     "Round",
     "SensitivityResult",

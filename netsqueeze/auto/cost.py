@@ -86,6 +86,43 @@ class CostModel:
                 "kinds": self.kinds, "fixed_bytes": self.fixed_bytes,
                 "dense_bytes": self.dense_bytes}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> CostModel:
+        """What :meth:`to_dict` wrote; ``ValueError`` naming the field when it is not."""
+        if not isinstance(d, dict):
+            raise ValueError("a cost model is a JSON object")
+        sp, bl = d.get("sparsities"), d.get("bits")
+        if not (isinstance(sp, list) and sp and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1
+                for v in sp)):
+            raise ValueError("'sparsities' must be a list of numbers in [0, 1)")
+        if not (isinstance(bl, list) and bl and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16 for v in bl)):
+            raise ValueError("'bits' must be a list of integers in 1..16")
+        layers, kinds = d.get("layers"), d.get("kinds")
+        if not isinstance(layers, dict) or not isinstance(kinds, dict) or (
+                set(layers) != set(kinds)) or not layers:
+            raise ValueError("'layers' and 'kinds' must name the same layers")
+        tables = {}
+        for name, rows in layers.items():
+            if kinds[name] not in ("conv", "fc"):
+                raise ValueError(f"'kinds' of {name!r} must be 'conv' or 'fc'")
+            try:
+                t = np.asarray(rows, dtype=np.int64)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"'layers' of {name!r} is not a table of integers") from None
+            if t.shape != (len(sp), len(bl)) or (t < 0).any():
+                raise ValueError(f"'layers' of {name!r} must be a {len(sp)} x {len(bl)} table "
+                                 "of byte counts")
+            tables[name] = t
+        for key in ("fixed_bytes", "dense_bytes"):
+            v = d.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{key!r} must be an integer >= 0")
+        return cls(sparsities=[float(v) for v in sp], bits=[int(v) for v in bl],
+                   layers=tables, kinds={k: str(v) for k, v in kinds.items()},
+                   fixed_bytes=int(d["fixed_bytes"]), dense_bytes=int(d["dense_bytes"]))
+
 
 def _gap_for(gap_bits, kind: str) -> int:
     if gap_bits is None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from netsqueeze.auto.allocate import allocate
 from netsqueeze.auto.cost import CostModel, cost_model, layer_bytes
+from netsqueeze.auto.journal import Journal
 from netsqueeze.auto.sensitivity import (
     DEFAULT_BITS,
     DEFAULT_SPARSITIES,
@@ -116,13 +117,14 @@ def _interp(grid: Sequence[float], values: np.ndarray, x: float) -> float:
 
 
 class _Clock:
-    def __init__(self, budget: float | None):
-        self.t0 = time.perf_counter()
+    def __init__(self, budget: float | None, now: Callable[[], float] = time.perf_counter):
+        self.now = now
+        self.t0 = now()
         self.budget = budget
         self.last = 0.0
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+        return self.now() - self.t0
 
     def allows(self, estimate: float | None = None, reserve: float = 0.0) -> bool:
         """Whether a round of ``estimate`` seconds (default: the longest round's) still fits,
@@ -164,6 +166,7 @@ def compress(
     confirm_min_accuracy: float | None = None,
     confirm_tolerance: float = 0.0,
     time_budget: float | None = None,
+    journal: Journal | None = None,
     filter_fn=None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -266,6 +269,12 @@ def compress(
         ends pruning early rather than skipping sharing. Measuring sensitivity and pricing the
         layers come first and are not cut short (pass ``sensitivity_result`` / ``cost`` to
         reuse them).
+    journal : Journal, optional
+        Records every training call's weights, every evaluation and every clock reading
+        (:mod:`netsqueeze.auto.journal`); given the journal of a search that was stopped, this
+        search replays it and goes on where that one stopped, to the same result. ``train_fn``
+        must then leave the same weights for the same model and call number
+        (``journal.train_calls``).
 
     Returns
     -------
@@ -303,14 +312,34 @@ def compress(
             recover_iterations < 0):
         raise ValueError(f"recover_iterations must be an integer >= 0, got "
                          f"{recover_iterations!r}")
-    clock = _Clock(time_budget)
+    raw_eval = eval_fn
+    if journal is not None:
+        # every answer the search gets is recorded; a resumed search replays them in order
+        raw_train, raw_confirm = train_fn, confirm_fn
+
+        def train_fn(m, n):
+            journal.train(raw_train, m, n)
+
+        def eval_fn(m):
+            return journal.value("eval", lambda: raw_eval(m))
+
+        if raw_confirm is not None:
+            def confirm_fn(m):
+                return journal.value("confirm", lambda: raw_confirm(m))
+
+    def price(m) -> int:
+        if journal is None:
+            return file_bytes(m, gap)
+        return int(journal.value("bytes", lambda: file_bytes(m, gap)))
+
+    clock = _Clock(time_budget, time.perf_counter if journal is None else journal.now)
     gap = dict(DEFAULT_GAP_BITS)
     gap.update(gap_bits or {})
     cur = copy.deepcopy(model)
     cur.eval()
-    t_eval = time.perf_counter()
+    t_eval = clock.now()
     base = float(eval_fn(cur))
-    eval_secs = time.perf_counter() - t_eval
+    eval_secs = clock.now() - t_eval
     floor = -math.inf
     if max_drop is not None:
         floor = base - max_drop / 100
@@ -391,7 +420,7 @@ def compress(
     def record(phase, sp, bt, acc, m, predicted, accepted, note, secs, bias_bits=None,
                ecsq_delta=None):
         nonlocal best
-        fb = file_bytes(m, gap)
+        fb = price(m)
         meets = acc >= floor
         c_acc = confirmed = None
         if meets and confirm_fn is not None:
@@ -427,7 +456,7 @@ def compress(
         m.eval()
         acc = float(eval_fn(m))
         if acc < target and recover_iterations and acc >= target - window and clock.allows(
-                (time.perf_counter() - t0) * recover_iterations / max(1, iterations),
+                (clock.now() - t0) * recover_iterations / max(1, iterations),
                 reserve=reserve_s):
             missed = acc
             train_fn(m, recover_iterations)
@@ -437,9 +466,9 @@ def compress(
                          f"{recover_iterations} more to recover")
         return acc, ""
 
-    t_price = time.perf_counter()
+    t_price = clock.now()
     record("trained", {n: 0.0 for n in names}, None, base, cur, None, True, "", 0.0)
-    price_secs = time.perf_counter() - t_price  # pricing every layer's file bytes once
+    price_secs = clock.now() - t_price  # pricing every layer's file bytes once
 
     # ---- pruning rounds -------------------------------------------------------------------
     good = copy.deepcopy(cur)
@@ -499,20 +528,20 @@ def compress(
                 scale *= 2
                 continue
             idle = 0
-            t = time.perf_counter()
+            t = clock.now()
             cur = copy.deepcopy(good)
             prune_(cur, PruneConfig(sparsity=dict(target)))
             acc, tuned = train_and_measure(cur, t, retrain_iterations, prune_floor, reserve())
             n_rounds += 1
             ok = acc >= prune_floor
             alloc_note += tuned
-            secs = time.perf_counter() - t
+            secs = clock.now() - t
             clock.last = max(clock.last, secs)
             record("prune", target, None, acc, cur, predicted, ok,
                    alloc_note if ok else f"{alloc_note}; " + (
                        "breaks the budget" if acc < floor else
                        "within the budget but not the reserve left for sharing"), secs)
-            clock.last = max(clock.last, time.perf_counter() - t)  # pricing the file included
+            clock.last = max(clock.last, clock.now() - t)  # pricing the file included
             if ok:
                 good, good_acc, good_sp = cur, acc, dict(target)
                 pick_for_sharing(good, good_acc, good_sp)
@@ -558,12 +587,12 @@ def compress(
         if final_retrain_iterations and report.prune_rounds > rounds_before and clock.allows(
                 clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations)),
                 reserve=reserve()):
-            t = time.perf_counter()
+            t = clock.now()
             m = copy.deepcopy(good)
             train_fn(m, final_retrain_iterations)
             m.eval()
             acc = float(eval_fn(m))
-            secs = time.perf_counter() - t
+            secs = clock.now() - t
             ok = acc >= prune_floor
             record("prune", good_sp, None, acc, m, None, ok,
                    f"final retraining of cycle {cycle + 1}, {final_retrain_iterations} "
@@ -617,17 +646,17 @@ def compress(
             if alloc.bits in tried:
                 break
             tried.append(alloc.bits)
-            t = time.perf_counter()
+            t = clock.now()
             m = copy.deepcopy(good)
             share_weights_(m, ShareConfig(bits=dict(alloc.bits)), filter_fn=filter_fn)
             acc, tuned = tune(m, t)
-            secs = time.perf_counter() - t
+            secs = clock.now() - t
             clock.last = max(clock.last, secs)
             ok = acc >= floor
             record("share", good_sp, alloc.bits, acc, m, alloc.predicted_bytes, ok,
                    f"attempt {attempt + 1}{tuned}" + ("" if ok else "; breaks the budget"),
                    secs)
-            clock.last = max(clock.last, time.perf_counter() - t)
+            clock.last = max(clock.last, clock.now() - t)
             # a sharing the confirmation refuses is not tried bolder: the next attempt keeps
             # more bits, as after a miss on validation (the confirmation vetoes, never proposes)
             if ok and rounds[-1].confirmed is not False:
@@ -658,6 +687,8 @@ def compress(
                          else None)
     report.accuracy, report.file_bytes = r.accuracy, r.file_bytes
     report.seconds = clock.elapsed()
+    if journal is not None:
+        journal.flush()
     log(f"auto: chose #{idx} ({r.phase}): validation {100 * r.accuracy:.2f} %, "
         f"{r.file_bytes:,} bytes ({report.ratio:.1f}x smaller than dense float32), "
         f"{report.seconds:.0f} s; stopped by {report.stopped_by}")
@@ -675,14 +706,14 @@ def _share_ecsq(good, sparsity, bits, deltas, importance_fn, tune, floor, filter
         if not clock.allows():
             report.stopped_by += "; time budget before entropy-constrained sharing"
             break
-        t = time.perf_counter()
+        t = clock.now()
         if importance is None and importance_fn is not None:
             importance = dict(importance_fn(good))
         m = copy.deepcopy(good)
         share_weights_(m, ShareConfig(bits=dict(bits), method="ecsq", rate_delta=float(d)),
                        filter_fn=filter_fn, importance=importance)
         acc, tuned = tune(m, t)
-        secs = time.perf_counter() - t
+        secs = clock.now() - t
         clock.last = max(clock.last, secs)
         ok = acc >= floor
         record("share", sparsity, bits, acc, m, None, ok,
@@ -704,7 +735,7 @@ def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, cl
     for b in bias_bits:
         if not clock.allows(estimate):
             break
-        t = time.perf_counter()
+        t = clock.now()
         m = copy.deepcopy(model)
         if not share_biases_(m, b, filter_fn):
             continue
@@ -713,9 +744,9 @@ def _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, cl
         ok = acc >= floor
         record("bias", r0.sparsity, r0.bits, acc, m, None, ok,
                f"biases shared at {b} bits ({2 ** b} values per layer)"
-               + ("" if ok else "; breaks the budget"), time.perf_counter() - t, bias_bits=b,
+               + ("" if ok else "; breaks the budget"), clock.now() - t, bias_bits=b,
                ecsq_delta=r0.ecsq_delta)
-        estimate = max(estimate, time.perf_counter() - t)
+        estimate = max(estimate, clock.now() - t)
         if not ok:
             break
         model = m

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from netsqueeze.core.fileio import atomic_write_json, atomic_write_text
+from netsqueeze.errors import FormatError
 from netsqueeze.experiments.common import check_images_fit, load_data
 from netsqueeze.experiments.recipe import BUILTIN_RECIPES, load_recipe
 from netsqueeze.nn.share import fisher_importance
@@ -108,12 +109,18 @@ def _configs(model_name: str) -> tuple[TrainConfig, TrainConfig, TrainConfig, ob
     return t, rt, rt, StorageConfig()
 
 
-def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict:
+def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None],
+             open_state: Callable | None = None) -> dict:
+    """Data, splits and the trained model. ``open_state(ds)``, when given, returns the run's
+    :class:`~netsqueeze.experiments.state.RunState`: training then resumes from its checkpoint,
+    and a model trained before is loaded from its snapshot instead of trained again."""
     from netsqueeze.auto import validation_split
+    from netsqueeze.experiments.state import load_model_snapshot, save_model_snapshot
     from netsqueeze.models.factory import build_model, load_weights
 
     ds = load_data(spec.dataset, data_dir=spec.data_dir, download=spec.download,
                    progress=progress, log=log)
+    state = None if open_state is None else open_state(ds)
     device = resolve_device(spec.device)
     if ds.x_val is not None:
         # the data set brings its own validation split: train on all of training
@@ -142,24 +149,40 @@ def _prepare(spec: AutoSpec, progress: bool, log: Callable[[str], None]) -> dict
     train_cfg, retrain_cfg, fine_cfg, storage = _configs(spec.model)
     torch.manual_seed(train_cfg.seed)
     t = time.perf_counter()
-    if spec.checkpoint:
+    trained_how = (f"loaded {spec.checkpoint}" if spec.checkpoint else
+                   "trained on the training part of the split")
+    if state is not None and state.data.get("trained"):
+        model = load_model_snapshot(state.named("trained"),
+                                    build_model(spec.model, spec.model_args))
+        log(f"resumed: the trained model from {state.named('trained')}")
+        train_seconds = float(state.data.get("train_seconds", 0.0))
+    elif spec.checkpoint:
         model, _ = load_weights(spec.checkpoint, build_model(spec.model, spec.model_args),
                                 trust=spec.trust_checkpoint)
-        trained_how = f"loaded {spec.checkpoint}"
         log(trained_how)
     else:
         model = build_model(spec.model, spec.model_args)
         check_images_fit(ds, model, spec.model)
+        ckpt = None if state is None else state.path("train-0.pt")
         train(model, ds.x_train[tr], ds.y_train[tr], train_cfg, device=device,
-              progress=progress, desc="train")
-        trained_how = "trained on the training part of the split"
+              progress=progress, desc="train", checkpoint=ckpt, keep_checkpoint=True)
+    if state is not None and not state.data.get("trained"):
+        # one write commits the trained model; its training checkpoint is then left over
+        train_seconds = time.perf_counter() - t
+        save_model_snapshot(model, state.path("trained.pt"))
+        state.data.update(trained="trained.pt", train_seconds=train_seconds)
+        state.save()
+        state.keep_only(["trained.pt"])
+    elif state is None:
+        train_seconds = time.perf_counter() - t
     check_images_fit(ds, model, spec.model)
     model.to(device)
     return {
+        "state": state,
         "ds": ds, "device": device, "n_train": int(tr.size), "n_val": len(y_val),
         "split": split, "model": model,
         "train_cfg": train_cfg, "retrain_cfg": retrain_cfg, "fine_cfg": fine_cfg,
-        "storage": storage, "trained_how": trained_how, "train_seconds": time.perf_counter() - t,
+        "storage": storage, "trained_how": trained_how, "train_seconds": train_seconds,
         "x_tr": to_tensor(ds.x_train[tr], device),
         "y_tr": torch.as_tensor(ds.y_train[tr], dtype=torch.long, device=device),
         "x_va": to_tensor(x_val, device),
@@ -264,11 +287,26 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
     return d
 
 
+#: What an automatic run writes into its folder.
+OUTPUTS = ("results.json", "recipe.toml", "table.md", "sensitivity.json", "sensitivity.md",
+           "sensitivity.png", "pareto.png", "model.nsq", "compressed.pt")
+
+
 def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = True,
                       plots: bool = True, references: list[dict] | None = None,
-                      log: Callable[[str], None] = print, executor=None) -> dict:
-    """Compress ``spec.model`` under the budget with no recipe; write the outputs (module doc)."""
-    from netsqueeze.auto import compress, sensitivity
+                      log: Callable[[str], None] = print, executor=None,
+                      resume: bool = False) -> dict:
+    """Compress ``spec.model`` under the budget with no recipe; write the outputs (module doc).
+
+    Progress is kept in ``out_dir/.state`` (:mod:`netsqueeze.experiments.state`): the trained
+    model, the sensitivity curves, and the search's journal (:mod:`netsqueeze.auto.journal`:
+    every retraining's weights and every measurement). ``resume=True`` continues a run that was
+    stopped at any point: the search replays its journal and goes on, to the outputs the run
+    would have written; the time budget counts the time spent computing, not the time stopped.
+    """
+    from netsqueeze.auto import CostModel, Journal, SensitivityResult, compress, cost_model, \
+        sensitivity
+    from netsqueeze.experiments.state import START_OVER, RunState
     from netsqueeze.models.checkpoint import save_checkpoint
     from netsqueeze.nn.export import compressed_report, save_compressed
     from netsqueeze.nn.prune import strip_
@@ -278,7 +316,23 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     t_all = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    p = _prepare(spec, progress, log)
+
+    def open_state(ds):
+        fingerprint = {"kind": "auto-compress", "spec": spec.to_dict(), "dataset": ds.name,
+                       "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
+        state = RunState(out, fingerprint, resume, {"journal": []}, outputs=OUTPUTS, log=log)
+        if state.resumed:
+            journal = state.data["journal"]
+            names = [e.get("file") for e in journal if isinstance(e, dict)
+                     and e.get("kind") == "train" and isinstance(e.get("file"), str)]
+            keep = (["trained.pt"] if state.data.get("trained") else ["train-0.pt"]) + names
+            state.keep_only(keep)
+            state.check_files()
+            log(f"resuming from {state.file}: {len(names)} retrainings of the search recorded")
+        return state
+
+    p = _prepare(spec, progress, log, open_state)
+    state = p["state"]
     ds, device = p["ds"], p["device"]
     n_tr = p["n_train"]
     rt, ft = p["retrain_cfg"], p["fine_cfg"]
@@ -288,14 +342,15 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     fine_its = spec.finetune_iterations
     if fine_its is None:
         fine_its = _epochs(n_tr, ft.batch_size, 1.0)
-    calls = [0]
+    journal = Journal(state.data["journal"], state.dir, lambda _entries: state.save(),
+                      fix=START_OVER)
 
     def train_fn(m, n):
-        calls[0] += 1
+        # the batch order follows the call number: a resumed search trains alike
         shared = any(is_shared(mod) for mod in m.modules())
         cfg = ft if shared else rt
         train(m, p["x_tr"], p["y_tr"], dataclasses.replace(cfg, iterations=n,
-              seed=cfg.seed + calls[0]), device=device, progress=progress,
+              seed=cfg.seed + journal.train_calls), device=device, progress=progress,
               desc="fine-tune shared" if shared else "retrain")
 
     def eval_fn(m):
@@ -303,10 +358,36 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
 
     model = p["model"]
     t = time.perf_counter()
-    # the one-layer points are independent: they may run on worker processes or Ray
-    sens = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress, executor=executor)
-    sens.meta = {"model": spec.model, "dataset": ds.name}
-    sens_seconds = time.perf_counter() - t
+    if isinstance(state.data.get("sensitivity"), dict):
+        try:
+            sens = SensitivityResult.from_dict(state.data["sensitivity"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{state.file}: corrupt sensitivity curves ({exc}); "
+                              f"{START_OVER}") from None
+        sens_seconds = float(state.data.get("sensitivity_seconds", 0.0))
+    else:
+        # the one-layer points are independent: they may run on worker processes or Ray
+        sens = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress,
+                           executor=executor)
+        sens.meta = {"model": spec.model, "dataset": ds.name}
+        sens_seconds = time.perf_counter() - t
+        state.data.update(sensitivity=sens.to_dict(), sensitivity_seconds=sens_seconds)
+        state.save()
+    gap = {"conv": p["storage"].conv_gap_bits, "fc": p["storage"].fc_gap_bits}
+    t = time.perf_counter()
+    if isinstance(state.data.get("cost"), dict):
+        try:
+            costs = CostModel.from_dict(state.data["cost"])
+        except ValueError as exc:
+            raise FormatError(f"{state.file}: corrupt layer prices ({exc}); {START_OVER}") \
+                from None
+        price_seconds = float(state.data.get("pricing_seconds", 0.0))
+    else:
+        # every layer priced by the real coder on the sensitivity grid
+        costs = cost_model(model, sens.layers[0].sparsities, sens.layers[0].bits, gap_bits=gap)
+        price_seconds = time.perf_counter() - t
+        state.data.update(cost=costs.to_dict(), pricing_seconds=price_seconds)
+        state.save()
     # a safety margin of one standard error of the validation accuracy, so that a model that
     # just meets the budget on validation is likely to meet it on unseen data too
     n_val = p["n_val"]
@@ -320,9 +401,14 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     confirm_se = (p_ref * (1 - p_ref) / p["n_confirm"]) ** 0.5 if p["n_confirm"] else 0.0
     budget_left = None
     if spec.time_budget is not None:
-        budget_left = max(1.0, spec.time_budget - (time.perf_counter() - t_all))
+        # what training and sensitivity left, as computed (and kept) the first time
+        budget_left = state.data.get("budget_left")
+        if not isinstance(budget_left, int | float) or isinstance(budget_left, bool):
+            budget_left = max(1.0, spec.time_budget - (time.perf_counter() - t_all))
+            state.data["budget_left"] = budget_left
+            state.save()
     best, rep = compress(model, train_fn, eval_fn, max_drop=max_drop,
-                         min_accuracy=min_acc, sensitivity_result=sens,
+                         min_accuracy=min_acc, sensitivity_result=sens, cost=costs,
                          retrain_iterations=retrain_its, finetune_iterations=fine_its,
                          final_retrain_iterations=3 * retrain_its,
                          margin=spec.margin, max_backoffs=spec.max_backoffs,
@@ -336,9 +422,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
                          # leaves on validation (the default)
                          confirm_max_drop=spec.max_drop,
                          confirm_tolerance=confirm_se,
-                         gap_bits={"conv": p["storage"].conv_gap_bits,
-                                   "fc": p["storage"].fc_gap_bits},
-                         progress=progress, log=log)
+                         gap_bits=gap, journal=journal, progress=progress, log=log)
     report = rep.to_dict()
     # the test set: once for the trained model, once for the chosen one
     x_te = to_tensor(ds.x_test, device)
@@ -346,7 +430,6 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     trained_test = evaluate(model, x_te, y_te)
     final_test = evaluate(best, x_te, y_te)
     stripped = strip_(copy.deepcopy(best)).cpu()
-    gap = {"conv": p["storage"].conv_gap_bits, "fc": p["storage"].fc_gap_bits}
     save_compressed(stripped, out / "model.nsq", arch=spec.model, gap_bits=gap,
                     meta={"recipe": f"auto-{spec.model}", "dataset": ds.name,
                           "accuracy": final_test, "n_test_images": int(ds.n_test),
@@ -416,8 +499,11 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         "search": {k: v for k, v in report.items() if k not in ("sensitivity", "cost")},
         "cost": report["cost"],
         "references": refs,
+        # the search's time is what it computed, across a resume; "total" is this process's
         "wall_times": {"train": p["train_seconds"], "sensitivity": sens_seconds,
-                       "search": rep.seconds, "total": time.perf_counter() - t_all},
+                       "pricing": price_seconds, "search": rep.seconds,
+                       "total": time.perf_counter() - t_all},
+        "resumed": state.resumed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
     atomic_write_json(out / "sensitivity.json", sens.to_dict())
@@ -430,6 +516,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         plot_pareto(report, out / "pareto.png", refs)
     results["wall_times"]["total"] = time.perf_counter() - t_all
     atomic_write_json(out / "results.json", results)
+    state.clear()
     return results
 
 
@@ -438,8 +525,6 @@ def run_auto_cli(args) -> int:
     if args.recipe is not None:
         raise ValueError("--recipe and --max-drop / --max-error exclude each other: the "
                          "automatic search writes its own recipe.toml")
-    if args.resume:
-        raise ValueError("--resume is not supported with --max-drop / --max-error; start again")
     if args.max_drop is None and args.max_error is None:
         raise ValueError("--time-budget needs a budget: add --max-drop PP or --max-error PCT")
     spec = AutoSpec(model=args.model, dataset=args.dataset, data_dir=args.data_dir,
@@ -453,7 +538,8 @@ def run_auto_cli(args) -> int:
 
     with make_executor(workers=getattr(args, "workers", None),
                        ray=getattr(args, "ray", None)) as executor:
-        res = run_auto_compress(spec, args.out, progress=not args.quiet, executor=executor)
+        res = run_auto_compress(spec, args.out, progress=not args.quiet, executor=executor,
+                                resume=bool(args.resume))
     s = res["summary"]
     out = Path(args.out)
     print(f"wrote {out / 'results.json'}, {out / 'recipe.toml'}, {out / 'table.md'}, "

@@ -11,6 +11,7 @@ A tiny network and a tiny IDX dataset keep each run well under a second.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -130,10 +131,10 @@ def _zero_weights(data, out, **kw):
 
 def _strip_volatile(obj):
     """results.json without what differs between runs by nature: peak memory, and where a
-    training resumed from."""
+    training resumed from (or whether the run was resumed)."""
     if isinstance(obj, dict):
         return {k: _strip_volatile(v) for k, v in obj.items()
-                if k not in ("peak_rss_mb", "resumed_from")}
+                if k not in ("peak_rss_mb", "resumed_from", "resumed")}
     if isinstance(obj, list):
         return [_strip_volatile(v) for v in obj]
     return obj
@@ -349,3 +350,39 @@ def test_rerun_and_resume_say_what_they_do_with_saved_state(
     assert len(notes) == 2
     assert "discarding the saved progress" in notes[0] and "--resume" in notes[0]
     assert "removed a previous run's outputs" in notes[1] and "trained.pt" in notes[1]
+
+
+def _auto(data, out, monkeypatch, **kw):
+    """``compress --max-drop`` on the tiny network: a few short rounds, sharing, biases."""
+    import netsqueeze.auto
+    from netsqueeze.experiments import auto_compress as ac
+    from netsqueeze.experiments.recipe import StorageConfig
+
+    # a coarse grid: pricing every layer at each point is most of a tiny run's time
+    monkeypatch.setattr(netsqueeze.auto, "sensitivity", functools.partial(
+        netsqueeze.auto.search.sensitivity, sparsities=(0.0, 0.5, 0.8, 0.95), bits=(2, 3, 5)))
+    small = TrainConfig(iterations=6, batch_size=100, seed=0)
+    monkeypatch.setattr(ac, "_configs", lambda name: (
+        small, TrainConfig(iterations=3, batch_size=100, seed=1, lr=2e-4),
+        TrainConfig(iterations=3, batch_size=100, seed=2, lr=2e-4), StorageConfig()))
+    spec = ac.AutoSpec(model="tiny", dataset=data, device="cpu", max_drop=30.0, max_rounds=2,
+                       retrain_iterations=2, finetune_iterations=2, val_fraction=0.2,
+                       confirm_fraction=0.1)
+    return ac.run_auto_compress(spec, out, progress=False, plots=False,
+                                log=kw.pop("log", lambda s: None), **kw)
+
+
+@pytest.mark.slow
+def test_auto_compress_killed_at_any_write_resumes_to_identical_outputs(
+        tmp_path, monkeypatch, tiny_data, frozen):
+    names = ("results.json", "recipe.toml", "table.md", "sensitivity.json", "sensitivity.md",
+             "model.nsq", "compressed.pt")
+
+    def run(out, **kw):
+        _setup(monkeypatch)
+        return _auto(tiny_data, out, monkeypatch, **kw)
+
+    n = _kill_at_every_step(monkeypatch, run, tmp_path, names)
+    # training checkpoints, the trained snapshot, sensitivity, every retraining's weights and
+    # record, the files priced, the outputs
+    assert n > 20
