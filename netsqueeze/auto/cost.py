@@ -88,9 +88,10 @@ class CostModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> CostModel:
-        """What :meth:`to_dict` wrote; ``ValueError`` naming the field when it is not."""
+        """What :meth:`to_dict` wrote; ``ValueError`` naming the field when it is not
+        (``TypeError`` when ``d`` is not a dict)."""
         if not isinstance(d, dict):
-            raise ValueError("a cost model is a JSON object")
+            raise TypeError("a cost model is a JSON object")
         sp, bl = d.get("sparsities"), d.get("bits")
         if not (isinstance(sp, list) and sp and all(
                 isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1

@@ -304,8 +304,14 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     stopped at any point: the search replays its journal and goes on, to the outputs the run
     would have written; the time budget counts the time spent computing, not the time stopped.
     """
-    from netsqueeze.auto import CostModel, Journal, SensitivityResult, compress, cost_model, \
-        sensitivity
+    from netsqueeze.auto import (
+        CostModel,
+        Journal,
+        SensitivityResult,
+        compress,
+        cost_model,
+        sensitivity,
+    )
     from netsqueeze.experiments.state import START_OVER, RunState
     from netsqueeze.models.checkpoint import save_checkpoint
     from netsqueeze.nn.export import compressed_report, save_compressed
@@ -378,7 +384,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     if isinstance(state.data.get("cost"), dict):
         try:
             costs = CostModel.from_dict(state.data["cost"])
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise FormatError(f"{state.file}: corrupt layer prices ({exc}); {START_OVER}") \
                 from None
         price_seconds = float(state.data.get("pricing_seconds", 0.0))

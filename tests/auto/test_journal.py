@@ -16,8 +16,8 @@ class Killed(BaseException):
     """The process died here (no ``except Exception`` survives it)."""
 
 
-KW = dict(max_drop=1.0, retrain_iterations=30, finetune_iterations=20, max_rounds=4,
-          bias_bits=(4, 3), ecsq_deltas=(1.0,), progress=False, log=lambda s: None)
+KW = {"max_drop": 1.0, "retrain_iterations": 30, "finetune_iterations": 20, "max_rounds": 4,
+      "bias_bits": (4, 3), "ecsq_deltas": (1.0,), "progress": False, "log": lambda s: None}
 
 
 def _search(problem, tiny, sens, folder, entries, stored, kill_at=0):
@@ -87,7 +87,7 @@ def test_killed_at_a_training_call_resumes_to_the_same_search(problem, tiny, sen
 
 def test_replay_trains_nothing_and_reads_the_clock_it_recorded(problem, tiny, sens, reference,
                                                               tmp_path):
-    _, ref, ref_entries = reference
+    _, ref, _ = reference
     folder = tmp_path / "replay"
     folder.mkdir()
     stored: list = []

@@ -218,8 +218,8 @@ def test_confirmation_only_vetoes(problem, tiny):
     refuses nothing the rounds are the same with and without it; the final choice is the
     smallest model that meets the budget on both, the trained model at worst."""
     model, train_fn, eval_fn, _ = _fns(problem, tiny)
-    kw = dict(max_drop=1.0, retrain_iterations=40, finetune_iterations=30, max_rounds=3,
-              bias_bits=(), ecsq_deltas=(), progress=False, log=lambda s: None)
+    kw = {"max_drop": 1.0, "retrain_iterations": 40, "finetune_iterations": 30, "max_rounds": 3,
+              "bias_bits": (), "ecsq_deltas": (), "progress": False, "log": lambda s: None}
     _, plain = compress(model, *_fns(problem, tiny)[1:3], **kw)
     x_cf, y_cf = tiny.make_blobs(600, 3)
     seen = []
@@ -268,9 +268,10 @@ def test_confirmation_veto_sets_sharings_start_and_direction(problem, tiny):
     """Pruning is steered by validation alone, with or without the confirmation; weight
     sharing starts from the last accepted pruned model the confirmation did not refuse, and a
     sharing it refuses is followed by one with more bits, not fewer."""
-    model, train_fn, eval_fn, _ = _fns(problem, tiny)
-    kw = dict(max_drop=1.0, retrain_iterations=40, finetune_iterations=30, max_rounds=3,
-              bias_bits=(), ecsq_deltas=(), progress=False, log=lambda s: None)
+    model = problem[0]
+    kw = {"max_drop": 1.0, "retrain_iterations": 40, "finetune_iterations": 30,
+          "max_rounds": 3, "bias_bits": (), "ecsq_deltas": (), "progress": False,
+          "log": lambda s: None}
     _, plain = compress(model, *_fns(problem, tiny)[1:3], **kw)
     pruned = [r for r in plain.rounds if r.phase == "prune" and r.accepted]
     shared = [r for r in plain.rounds if r.phase == "share"]
