@@ -253,8 +253,8 @@ def compress(
         that meets the budget on both. Every accept / back-off decision of a long search is
         taken on ``eval_fn``'s data, so the models it ends with fit that data a little by
         chance; the confirmation data proposes nothing, so it tells whether the drop is real.
-        Two decisions read its veto: weight sharing starts from the smallest pruned model it
-        did not refuse, and a sharing attempt it refuses is followed by one with more bits,
+        Two decisions read its veto: weight sharing starts from the last accepted pruned model
+        it did not refuse, and a sharing attempt it refuses is followed by one with more bits,
         not fewer. Its budget: ``confirm_max_drop`` (from ``confirm_fn`` of the
         trained model) and / or ``confirm_min_accuracy``; by default the drop the search may
         spend on validation, counted from the trained model's ``confirm_fn`` (an absolute
