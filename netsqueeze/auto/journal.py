@@ -18,6 +18,11 @@ the time the search computes, not the time it was stopped).
 :attr:`Journal.train_calls` is that number (the count of training calls before this one), for a
 ``train_fn`` that seeds its batch order with it. The weights files hold tensors only and are
 read without unpickling code.
+
+Disk stays bounded: :meth:`Journal.keep` (called by the search before each training) deletes the
+weights no model the search still holds came from. Their entries stay, without a file; a resumed
+search leaves such a model untrained, which changes nothing, since every number measured on it
+is recorded and nothing the search keeps is derived from its weights.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from netsqueeze.errors import FormatError
 __all__ = ["Journal"]
 
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.pt$")
+#: Attribute naming the weights file a model's weights came from (copies carry it too).
+_TAG = "_netsqueeze_journal_file"
 KINDS = ("train", "eval", "confirm", "bytes", "clock")
 
 
@@ -113,6 +120,9 @@ class Journal:
         self.train_calls += 1
         if e is not None:
             name = e.get("file")
+            if name is None:  # released: no later step reads these weights
+                setattr(model, _TAG, None)
+                return
             if not isinstance(name, str) or not _FILE.match(name):
                 raise FormatError(f"the search's journal names no weights file at entry "
                                   f"{self.pos - 1} ({name!r}); {self.fix}")
@@ -128,13 +138,34 @@ class Journal:
                 first = (str(exc).strip().splitlines() or [""])[0][:200]
                 raise FormatError(f"{path}: does not fit the model being searched "
                                   f"({type(exc).__name__}: {first}); {self.fix}") from None
+            setattr(model, _TAG, name)
             return
         train_fn(model, iterations)
         name = f"{self.prefix}{len(self.entries):05d}.pt"
         save_state({k: v.detach().cpu() for k, v in model.state_dict().items()},
                    self.folder / name)
+        setattr(model, _TAG, name)
         self._add({"kind": "train", "file": name})
         self.flush()
+
+    def keep(self, models) -> None:
+        """Delete the weights files that none of ``models`` (those the search still holds)
+        came from, except the last one; their entries are committed without a file first."""
+        live = {getattr(m, _TAG, None) for m in models if m is not None}
+        trains = [i for i, e in enumerate(self.entries[:self.pos])
+                  if isinstance(e, dict) and e.get("kind") == "train"
+                  and isinstance(e.get("file"), str)]
+        if trains:
+            live.add(self.entries[trains[-1]]["file"])
+        drop = [i for i in trains if self.entries[i]["file"] not in live]
+        if not drop:
+            return
+        names = [self.entries[i]["file"] for i in drop]
+        for i in drop:
+            self.entries[i] = {"kind": "train", "file": None}
+        self.flush()  # the record first: a kill after it leaves only stray files behind
+        for name in names:
+            (self.folder / name).unlink(missing_ok=True)
 
     def files(self) -> list[str]:
         """The weights files the recorded entries name (all others are leftovers)."""

@@ -334,7 +334,8 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
             keep = (["trained.pt"] if state.data.get("trained") else ["train-0.pt"]) + names
             state.keep_only(keep)
             state.check_files()
-            log(f"resuming from {state.file}: {len(names)} retrainings of the search recorded")
+            n = sum(1 for e in journal if isinstance(e, dict) and e.get("kind") == "train")
+            log(f"resuming from {state.file}: {n} retrainings of the search recorded")
         return state
 
     p = _prepare(spec, progress, log, open_state)

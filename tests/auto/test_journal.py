@@ -58,15 +58,16 @@ def sens(problem, tiny):
 @pytest.fixture(scope="module")
 def reference(problem, tiny, sens, tmp_path_factory):
     stored: list = []
-    out, rep = _search(problem, tiny, sens, tmp_path_factory.mktemp("ref"), [], stored)
-    return out, rep, stored
+    folder = tmp_path_factory.mktemp("ref")
+    out, rep = _search(problem, tiny, sens, folder, [], stored)
+    return out, rep, stored, folder
 
 
 def test_killed_at_a_training_call_resumes_to_the_same_search(problem, tiny, sens,
                                                                 reference, tmp_path):
     """Killed at the first, second, a middle and the last two training calls (every write of
     a whole run is a kill point in tests/experiments/test_resume_faults.py)."""
-    ref_model, ref, ref_entries = reference
+    ref_model, ref, ref_entries, _ = reference
     n_train = sum(e["kind"] == "train" for e in ref_entries)
     assert n_train >= 6  # pruning rounds, recoveries, sharing attempts
     assert any(r.phase == "share" for r in ref.rounds)
@@ -87,7 +88,7 @@ def test_killed_at_a_training_call_resumes_to_the_same_search(problem, tiny, sen
 
 def test_replay_trains_nothing_and_reads_the_clock_it_recorded(problem, tiny, sens, reference,
                                                               tmp_path):
-    _, ref, _ = reference
+    _, ref, _, _ = reference
     folder = tmp_path / "replay"
     folder.mkdir()
     stored: list = []
@@ -108,7 +109,7 @@ def test_replay_trains_nothing_and_reads_the_clock_it_recorded(problem, tiny, se
 
 def test_a_journal_of_another_search_is_refused_with_the_fix(problem, tiny, sens, reference,
                                                             tmp_path):
-    _, _, entries = reference
+    _, _, entries, _ = reference
     model, _, (x_va, y_va) = problem
     bad = copy.deepcopy(entries)
     first_eval = next(i for i, e in enumerate(bad) if e["kind"] == "eval")
@@ -130,7 +131,7 @@ def test_weights_files_are_checked(problem, tiny, sens, tmp_path):
     model, _, (x_va, y_va) = problem
     stored: list = []
     _search(problem, tiny, sens, tmp_path, [], stored)
-    first = next(e for e in stored if e["kind"] == "train")
+    first = next(e for e in reversed(stored) if e["kind"] == "train" and e["file"])
 
     def replay(entries):
         return compress(model, lambda m, n: None, lambda m: tiny.accuracy(m, x_va, y_va),
@@ -151,3 +152,13 @@ def test_weights_files_are_checked(problem, tiny, sens, tmp_path):
     (tmp_path / first["file"]).unlink()
     with pytest.raises(FormatError, match="missing"):
         replay(copy.deepcopy(stored))
+
+
+def test_weights_no_model_needs_are_deleted(reference):
+    """Disk stays bounded: the journal keeps the weights of the models the search still holds
+    (the accepted pruned model, sharing's start, the best so far) and the last training's."""
+    _, _, entries, folder = reference
+    trains = [e for e in entries if e["kind"] == "train"]
+    kept = [e["file"] for e in trains if e["file"]]
+    assert len(trains) >= 6 and 1 <= len(kept) <= 4
+    assert {p.name for p in folder.glob("*.pt")} == set(kept)
