@@ -299,8 +299,9 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     """Compress ``spec.model`` under the budget with no recipe; write the outputs (module doc).
 
     Progress is kept in ``out_dir/.state`` (:mod:`netsqueeze.experiments.state`): the trained
-    model, the sensitivity curves, and the search's journal (:mod:`netsqueeze.auto.journal`:
-    every retraining's weights and every measurement). ``resume=True`` continues a run that was
+    model, the sensitivity curves, the layer prices and the search's journal
+    (:mod:`netsqueeze.auto.journal`: every measurement, and the weights of the models the search
+    still holds). ``resume=True`` continues a run that was
     stopped at any point: the search replays its journal and goes on, to the outputs the run
     would have written; the time budget counts the time spent computing, not the time stopped.
     """
