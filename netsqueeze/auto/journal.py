@@ -37,12 +37,19 @@ from torch import nn
 
 from netsqueeze.errors import FormatError
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "weights_files"]
 
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.pt$")
 #: Attribute naming the weights file a model's weights came from (copies carry it too).
 _TAG = "_netsqueeze_journal_file"
-KINDS = ("train", "eval", "confirm", "bytes", "clock")
+
+
+def weights_files(entries) -> list[str]:
+    """The weights files a journal's entries name (any other file beside them is a leftover of
+    a write a kill interrupted)."""
+    return [e["file"] for e in entries
+            if isinstance(e, dict) and e.get("kind") == "train"
+            and isinstance(e.get("file"), str) and _FILE.match(e["file"])]
 
 
 class Journal:
@@ -73,10 +80,6 @@ class Journal:
         self.train_calls = 0
         self._offset: float | None = None  # live clock = perf_counter() + offset
         self._last_clock = 0.0
-
-    @property
-    def replaying(self) -> bool:
-        return self.pos < len(self.entries)
 
     def _next(self, kind: str) -> dict | None:
         if self.pos >= len(self.entries):
@@ -166,12 +169,6 @@ class Journal:
         self.flush()  # the record first: a kill after it leaves only stray files behind
         for name in names:
             (self.folder / name).unlink(missing_ok=True)
-
-    def files(self) -> list[str]:
-        """The weights files the recorded entries name (all others are leftovers)."""
-        return [e["file"] for e in self.entries
-                if isinstance(e, dict) and e.get("kind") == "train"
-                and isinstance(e.get("file"), str) and _FILE.match(e["file"])]
 
     def now(self) -> float:
         """A clock reading (seconds): recorded ones first, then ``perf_counter`` carried on

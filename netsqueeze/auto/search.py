@@ -318,6 +318,8 @@ def compress(
         raw_train, raw_confirm = train_fn, confirm_fn
 
         def train_fn(m, n):
+            # first the weights no model the search holds came from are dropped
+            journal.keep([good, base_pick[1], None if best is None else best[1]])
             journal.train(raw_train, m, n)
 
         def eval_fn(m):
@@ -482,11 +484,6 @@ def compress(
         nonlocal base_pick
         if rounds[-1].confirmed is not False:
             base_pick = (rounds[-1].file_bytes, m, acc, dict(sp))
-
-    def release() -> None:
-        """Before a training: the journal drops the weights the search no longer holds."""
-        if journal is not None:
-            journal.keep([good, base_pick[1], None if best is None else best[1]])
     prune_floor = floor + share_reserve * (base - floor) if share_attempts else floor
     prune_budget = (1 - margin) * budget
     scale = 1.0
@@ -533,7 +530,6 @@ def compress(
                 scale *= 2
                 continue
             idle = 0
-            release()
             t = clock.now()
             cur = copy.deepcopy(good)
             prune_(cur, PruneConfig(sparsity=dict(target)))
@@ -593,7 +589,6 @@ def compress(
         if final_retrain_iterations and report.prune_rounds > rounds_before and clock.allows(
                 clock.last * max(1.0, final_retrain_iterations / max(1, retrain_iterations)),
                 reserve=reserve()):
-            release()
             t = clock.now()
             m = copy.deepcopy(good)
             train_fn(m, final_retrain_iterations)
@@ -653,7 +648,6 @@ def compress(
             if alloc.bits in tried:
                 break
             tried.append(alloc.bits)
-            release()
             t = clock.now()
             m = copy.deepcopy(good)
             share_weights_(m, ShareConfig(bits=dict(alloc.bits)), filter_fn=filter_fn)
@@ -680,7 +674,7 @@ def compress(
                 share_scale /= 3
         if share_bits is not None and ecsq_deltas:
             _share_ecsq(good, good_sp, share_bits[1], ecsq_deltas, importance_fn, tune, floor,
-                        filter_fn, record, clock, report, release)
+                        filter_fn, record, clock, report)
     # ---- biases ---------------------------------------------------------------------------
     if bias_bits and best is not None:
         _share_biases(best, rounds, bias_bits, filter_fn, eval_fn, floor, record, clock,
@@ -704,7 +698,7 @@ def compress(
 
 
 def _share_ecsq(good, sparsity, bits, deltas, importance_fn, tune, floor, filter_fn, record,
-                clock, report, release):
+                clock, report):
     """Entropy-constrained sharing of the pruned model ``good`` at the k-means attempt's
     ``bits``, ``d`` bits per weight below k-means's rate for each of ``deltas`` in turn, until
     one meets the budget (each fine-tuned like a k-means attempt and recorded, so it becomes the
@@ -714,7 +708,6 @@ def _share_ecsq(good, sparsity, bits, deltas, importance_fn, tune, floor, filter
         if not clock.allows():
             report.stopped_by += "; time budget before entropy-constrained sharing"
             break
-        release()
         t = clock.now()
         if importance is None and importance_fn is not None:
             importance = dict(importance_fn(good))

@@ -287,6 +287,25 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
     return d
 
 
+def _kept(state, key: str, what: str, from_dict: Callable, compute: Callable) -> tuple:
+    """A stage's result and seconds: read back from the run's saved state when a resumed run
+    has it, else computed, then saved there (one write) -- ``(value, seconds)``."""
+    from netsqueeze.experiments.state import START_OVER
+
+    if isinstance(state.data.get(key), dict):
+        try:
+            value = from_dict(state.data[key])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{state.file}: corrupt {what} ({exc}); {START_OVER}") from None
+        return value, float(state.data.get(f"{key}_seconds", 0.0))
+    t = time.perf_counter()
+    value = compute()
+    seconds = time.perf_counter() - t
+    state.data.update({key: value.to_dict(), f"{key}_seconds": seconds})
+    state.save()
+    return value, seconds
+
+
 #: What an automatic run writes into its folder.
 OUTPUTS = ("results.json", "recipe.toml", "table.md", "sensitivity.json", "sensitivity.md",
            "sensitivity.png", "pareto.png", "model.nsq", "compressed.pt")
@@ -313,6 +332,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         cost_model,
         sensitivity,
     )
+    from netsqueeze.auto.journal import weights_files
     from netsqueeze.experiments.state import START_OVER, RunState
     from netsqueeze.models.checkpoint import save_checkpoint
     from netsqueeze.nn.export import compressed_report, save_compressed
@@ -330,10 +350,8 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         state = RunState(out, fingerprint, resume, {"journal": []}, outputs=OUTPUTS, log=log)
         if state.resumed:
             journal = state.data["journal"]
-            names = [e.get("file") for e in journal if isinstance(e, dict)
-                     and e.get("kind") == "train" and isinstance(e.get("file"), str)]
-            keep = (["trained.pt"] if state.data.get("trained") else ["train-0.pt"]) + names
-            state.keep_only(keep)
+            keep = ["trained.pt"] if state.data.get("trained") else ["train-0.pt"]
+            state.keep_only(keep + weights_files(journal))
             state.check_files()
             n = sum(1 for e in journal if isinstance(e, dict) and e.get("kind") == "train")
             log(f"resuming from {state.file}: {n} retrainings of the search recorded")
@@ -365,37 +383,20 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         return evaluate(m, p["x_va"], p["y_va"])
 
     model = p["model"]
-    t = time.perf_counter()
-    if isinstance(state.data.get("sensitivity"), dict):
-        try:
-            sens = SensitivityResult.from_dict(state.data["sensitivity"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{state.file}: corrupt sensitivity curves ({exc}); "
-                              f"{START_OVER}") from None
-        sens_seconds = float(state.data.get("sensitivity_seconds", 0.0))
-    else:
+
+    def measure_sensitivity():
         # the one-layer points are independent: they may run on worker processes or Ray
-        sens = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress,
-                           executor=executor)
-        sens.meta = {"model": spec.model, "dataset": ds.name}
-        sens_seconds = time.perf_counter() - t
-        state.data.update(sensitivity=sens.to_dict(), sensitivity_seconds=sens_seconds)
-        state.save()
+        res = sensitivity(model, (p["x_va"], p["y_va"]), progress=progress, executor=executor)
+        res.meta = {"model": spec.model, "dataset": ds.name}
+        return res
+
+    sens, sens_seconds = _kept(state, "sensitivity", "sensitivity curves",
+                               SensitivityResult.from_dict, measure_sensitivity)
     gap = {"conv": p["storage"].conv_gap_bits, "fc": p["storage"].fc_gap_bits}
-    t = time.perf_counter()
-    if isinstance(state.data.get("cost"), dict):
-        try:
-            costs = CostModel.from_dict(state.data["cost"])
-        except (TypeError, ValueError) as exc:
-            raise FormatError(f"{state.file}: corrupt layer prices ({exc}); {START_OVER}") \
-                from None
-        price_seconds = float(state.data.get("pricing_seconds", 0.0))
-    else:
-        # every layer priced by the real coder on the sensitivity grid
-        costs = cost_model(model, sens.layers[0].sparsities, sens.layers[0].bits, gap_bits=gap)
-        price_seconds = time.perf_counter() - t
-        state.data.update(cost=costs.to_dict(), pricing_seconds=price_seconds)
-        state.save()
+    # every layer priced by the real coder on the sensitivity grid
+    costs, price_seconds = _kept(state, "cost", "layer prices", CostModel.from_dict,
+                                 lambda: cost_model(model, sens.layers[0].sparsities,
+                                                    sens.layers[0].bits, gap_bits=gap))
     # a safety margin of one standard error of the validation accuracy, so that a model that
     # just meets the budget on validation is likely to meet it on unseen data too
     n_val = p["n_val"]

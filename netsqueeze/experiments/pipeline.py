@@ -338,9 +338,10 @@ def run_compress(
             importance = None
             if recipe.share.importance == "fisher":
                 t_imp = time.perf_counter()
-                importance = fisher_importance(model, ds.x_train, ds.y_train,
+                fisher = {"batches": 20, "batch_size": 256}
+                importance = fisher_importance(model, ds.x_train, ds.y_train, **fisher,
                                                seed=recipe.train.seed, device=device)
-                record["importance"] = {"kind": "fisher", "batches": 20, "batch_size": 256,
+                record["importance"] = {"kind": "fisher", **fisher,
                                         "seconds": time.perf_counter() - t_imp}
             share_weights_(model, recipe.share, importance=importance)
             record["share"] = [r.to_dict() for r in share_report(model)]
