@@ -135,6 +135,25 @@ class _Clock:
         return self.elapsed() + est + reserve <= self.budget
 
 
+def _worth_a_round(target: dict[str, float], goal: Mapping[str, float],
+                   current: Mapping[str, float], bits: Mapping[str, int], costs: CostModel,
+                   min_gain: float) -> dict[str, float]:
+    """``target`` without the layers whose pruning, all the way to the allocation's ``goal``,
+    saves less than ``min_gain`` of the predicted file: each layer's record and the file are
+    priced at ``bits`` (the allocation's), the file with its layers at their ``current``
+    sparsity. The goal, not the round's step, is what the round works towards (at few bits
+    the first halving of a dense layer saves little: its positions cost about what its zeros
+    did). The layers left out stay where they are."""
+    grid = list(costs.sparsities)
+
+    def at(name, s):
+        return _interp(grid, costs.layers[name][:, costs.bits.index(int(bits[name]))], s)
+
+    total = costs.fixed_bytes + sum(at(n, current[n]) for n in target)
+    return {n: s if at(n, current[n]) - at(n, max(s, goal[n])) >= min_gain * total
+            else current[n] for n, s in target.items()}
+
+
 def compress(
     model: nn.Module,
     train_fn: TrainFn,
@@ -153,6 +172,7 @@ def compress(
     recover_iterations: int | None = None,
     cycles: int = 3,
     max_step: float = 0.5,
+    min_gain: float = 0.01,
     bias_bits: Sequence[int] = (6, 5, 4, 3, 2),
     share_reserve: float = 0.25,
     margin: float = 0.2,
@@ -218,6 +238,12 @@ def compress(
         The largest share of a layer's remaining weights one round may remove (0.5: at most
         halve its non-zeros per round, so that short retraining can follow; 1: no limit).
         Halved in each later cycle (0.25, ...), which starts where the previous one saturated.
+    min_gain : float in [0, 1)
+        A round prunes a layer only when pruning it to the allocation's sparsity saves at least
+        this share of the predicted file (priced at the allocation's bits, the other layers as
+        they are): a round's retraining costs as much for a few bytes of a small layer as for
+        a large layer's kilobytes, and time a search spends there is time weight sharing does
+        not get. 0: no such limit.
     share_reserve : float in [0, 1)
         Share of the budget the pruning rounds leave to weight sharing: a pruned model is
         accepted only with ``share_reserve x budget`` of validation accuracy to spare (a model
@@ -303,6 +329,8 @@ def compress(
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
     if not (isinstance(max_step, int | float) and 0 < max_step <= 1):
         raise ValueError(f"max_step must be in (0, 1], got {max_step!r}")
+    if not (isinstance(min_gain, int | float) and 0 <= min_gain < 1):
+        raise ValueError(f"min_gain must be in [0, 1), got {min_gain!r}")
     bias_bits = [int(b) for b in bias_bits]
     if any(not 1 <= b <= 16 for b in bias_bits):
         raise ValueError(f"bias_bits must be integers in 1..16, got {bias_bits!r}")
@@ -520,6 +548,9 @@ def compress(
                 target = {n: min(max(good_sp[n], alloc.sparsity[n]), caps.get(n, 1.0),
                                  1 - (1 - step) * (1 - good_sp[n]))
                           for n in names}
+                if min_gain:
+                    target = _worth_a_round(target, alloc.sparsity, good_sp, alloc.bits, costs,
+                                            min_gain)
                 alloc_note = f"allocation for {prune_budget * scale:.3g} pp predicted"
                 predicted = alloc.predicted_bytes
             if all(target[n] <= good_sp[n] + 1e-9 for n in names):

@@ -3,10 +3,13 @@
 import copy
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from netsqueeze.auto import SensitivityResult, compress, cost_model, sensitivity
+from netsqueeze.auto.cost import CostModel
+from netsqueeze.auto.search import _worth_a_round
 from netsqueeze.nn.export import load_compressed, save_compressed
 from netsqueeze.nn.modules import compressible_layers
 from netsqueeze.nn.prune import pruning_report
@@ -270,8 +273,8 @@ def test_confirmation_veto_sets_sharings_start_and_direction(problem, tiny):
     sharing it refuses is followed by one with more bits, not fewer."""
     model = problem[0]
     kw = {"max_drop": 1.0, "retrain_iterations": 40, "finetune_iterations": 30,
-          "max_rounds": 3, "bias_bits": (), "ecsq_deltas": (), "progress": False,
-          "log": lambda s: None}
+          "max_rounds": 3, "bias_bits": (), "ecsq_deltas": (), "min_gain": 0.0,
+          "progress": False, "log": lambda s: None}
     _, plain = compress(model, *_fns(problem, tiny)[1:3], **kw)
     pruned = [r for r in plain.rounds if r.phase == "prune" and r.accepted]
     shared = [r for r in plain.rounds if r.phase == "share"]
@@ -302,3 +305,60 @@ def test_confirmation_veto_sets_sharings_start_and_direction(problem, tiny):
     assert len(b_shared) >= 2
     assert sum(b_shared[1].bits.values()) > sum(b_shared[0].bits.values())
     assert bits.rounds[bits.chosen].confirmed
+
+
+def test_a_round_prunes_only_layers_worth_its_time():
+    """A layer whose pruning to the allocation's sparsity saves less than min_gain of the
+    predicted file (priced at the allocation's bits, the layers where they are) stays where it
+    is in that round; a step that saves little on its own counts for where it leads."""
+    grid = [0.0, 0.5, 0.9]
+    costs = CostModel(sparsities=grid, bits=[2, 4],
+                      layers={"big": np.array([[4000, 8000], [4000, 7900], [600, 1200]]),
+                              "small": np.array([[100, 200], [70, 140], [20, 40]])},
+                      kinds={"big": "fc", "small": "conv"}, fixed_bytes=300, dense_bytes=10**6)
+    now = {"big": 0.0, "small": 0.0}
+    step = {"big": 0.5, "small": 0.5}
+    b4 = {"big": 4, "small": 4}
+    # at 4 bits the file is 8,000 + 200 + 300 bytes; towards 0.9, big saves 6,800 bytes (its
+    # first step alone only 100), small 160 (1.9 %), or 60 (0.7 %) towards 0.5
+    assert _worth_a_round(step, {"big": 0.9, "small": 0.9}, now, b4, costs, 0.01) == step
+    assert _worth_a_round(step, {"big": 0.9, "small": 0.5}, now, b4, costs, 0.01) == {
+        "big": 0.5, "small": 0.0}
+    assert _worth_a_round(step, {"big": 0.9, "small": 0.9}, now, b4, costs, 0.02) == {
+        "big": 0.5, "small": 0.0}
+    assert _worth_a_round(step, step, now, b4, costs, 0.02) == now
+    # the layers already pruned are priced where they are; min_gain 0 keeps every layer
+    assert _worth_a_round({"big": 0.9, "small": 0.25}, {"big": 0.9, "small": 0.25},
+                          {"big": 0.5, "small": 0.0}, {"big": 2, "small": 2}, costs,
+                          0.0) == {"big": 0.9, "small": 0.25}
+
+
+def test_min_gain_steers_the_rounds(problem, tiny):
+    """With a large min_gain, no pruning round moves a layer that its allocation priced below
+    that share of the predicted file; the argument is checked."""
+    model, train_fn, eval_fn, _ = _fns(problem, tiny)
+    _, rep = compress(model, train_fn, eval_fn, max_drop=1.0, retrain_iterations=30,
+                      finetune_iterations=20, max_rounds=3, share_attempts=0, bias_bits=(),
+                      min_gain=0.3, progress=False, log=lambda s: None)
+    costs = CostModel.from_dict(rep.cost)
+    allocs = [a for a in rep.allocations if a["phase"] == "prune"]
+    prev = {n: 0.0 for n in costs.layers}
+    moved = 0
+    for r in (r for r in rep.rounds[1:] if r.phase == "prune"):
+        if r.note.startswith(("back-off", "final")):
+            prev = dict(r.sparsity) if r.accepted else prev
+            continue
+        # the allocation this round came from: the last one that moved a layer worth it
+        for a in allocs:
+            kept = _worth_a_round(r.sparsity, a["sparsity"], prev, a["bits"], costs, 0.3)
+            if kept == r.sparsity and any(r.sparsity[n] > prev[n] for n in prev):
+                break
+        else:
+            pytest.fail(f"round {r.index} moved a layer no allocation found worth 30 %")
+        moved += sum(r.sparsity[n] > prev[n] for n in prev)
+        prev = dict(r.sparsity) if r.accepted else prev
+    assert moved
+    for bad in (-0.1, 1.0, "x"):
+        with pytest.raises(ValueError, match="min_gain"):
+            compress(model, train_fn, eval_fn, max_drop=1.0, min_gain=bad, progress=False,
+                     log=lambda s: None)
