@@ -263,7 +263,9 @@ def compress(
     max_rounds : int
         Most pruning rounds.
     share_attempts : int
-        Most weight-sharing attempts (each fine-tuned and evaluated).
+        Most weight-sharing attempts (each fine-tuned and evaluated): the first allocated for
+        what pruning left of the budget, each next one for three times that after a success,
+        a third after a miss, and halfway between (in log scale) once there was both.
     ecsq_deltas : sequence of float
         After k-means sharing met the budget: entropy-constrained sharing
         (``ShareConfig(method="ecsq", rate_delta=d)``) at the same bits per layer, each layer's
@@ -661,7 +663,8 @@ def compress(
         zero = {n: np.zeros(1) for n in names}
         ds2 = {n: s2.share_drop(n) for n in names}
         left = 100 * (good_acc - floor)
-        share_scale, tried, shared_ok = 1.0, [], False
+        share_scale, tried = 1.0, []
+        lo = hi = None  # the largest share_scale that met the budget, the smallest that did not
         share_bits = None  # (round, bits) of the smallest k-means sharing that met the budget
         # (and was confirmed, when there is a confirmation)
 
@@ -693,16 +696,18 @@ def compress(
             # a sharing the confirmation refuses is not tried bolder: the next attempt keeps
             # more bits, as after a miss on validation (the confirmation vetoes, never proposes)
             if ok and rounds[-1].confirmed is not False:
-                shared_ok = True
                 if share_bits is None or (
                         rounds[-1].file_bytes < rounds[share_bits[0]].file_bytes):
                     share_bits = (rounds[-1].index, dict(alloc.bits))
-                share_scale *= 3
+                lo = share_scale
             else:
                 report.backoffs += 1
-                if shared_ok:
-                    break
-                share_scale /= 3
+                hi = share_scale
+            # three times bolder after a success, three times more careful after a miss; once
+            # both are known, halfway between them (in log scale): the largest scale that
+            # worked and the smallest that did not bracket the bits worth trying
+            share_scale = (lo * 3 if hi is None else hi / 3 if lo is None
+                           else math.sqrt(lo * hi))
         if share_bits is not None and ecsq_deltas:
             _share_ecsq(good, good_sp, share_bits[1], ecsq_deltas, importance_fn, tune, floor,
                         filter_fn, record, clock, report)
