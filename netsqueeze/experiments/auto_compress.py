@@ -405,9 +405,10 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     min_acc = None if spec.max_error is None else 1 - spec.max_error / 100 + margin_pp / 100
     max_drop = None if spec.max_drop is None else max(0.0, spec.max_drop - margin_pp)
     log(f"validation margin: {margin_pp:.3f} pp (one standard error on {n_val:,} images)")
-    # the confirmation refuses a model only when its drop passes the budget by more than the
-    # confirmation split's own standard error
+    # the confirmation refuses a model only when its drop passes the budget by more than half
+    # the confirmation split's own standard error
     confirm_se = (p_ref * (1 - p_ref) / p["n_confirm"]) ** 0.5 if p["n_confirm"] else 0.0
+    confirm_tol = confirm_se / 2
     budget_left = None
     if spec.time_budget is not None:
         # what training and sensitivity left, as computed (and kept) the first time
@@ -426,11 +427,9 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
                              m, p["x_tr"], p["y_tr"], seed=spec.seed, device=device),
                          confirm_fn=None if p["x_cf"] is None else (
                              lambda m: evaluate(m, p["x_cf"], p["y_cf"])),
-                         # a drop budget is checked as given (the paired drop needs no
-                         # margin for the split's difficulty); an error budget as the drop it
-                         # leaves on validation (the default)
-                         confirm_max_drop=spec.max_drop,
-                         confirm_tolerance=confirm_se,
+                         # the drop the search may spend on validation (the default), for
+                         # either kind of budget
+                         confirm_tolerance=confirm_tol,
                          gap_bits=gap, journal=journal, progress=progress, log=log)
     report = rep.to_dict()
     # the test set: once for the trained model, once for the chosen one
@@ -485,7 +484,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         "retrain_iterations": retrain_its,
         "final_retrain_iterations": 3 * retrain_its,
         "validation_margin_pp": margin_pp,
-        "confirmation_tolerance_pp": 100 * confirm_se,
+        "confirmation_tolerance_pp": 100 * confirm_tol,
         "finetune_iterations": fine_its,
         "summary": {
             "trained_val_accuracy": rep.baseline_accuracy,

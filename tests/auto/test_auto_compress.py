@@ -55,6 +55,13 @@ def test_max_drop_end_to_end_and_recipe_reproduces_the_allocation(checkpoint, tm
     assert res["decided_on"]["choice of the final model"] == "validation and confirmation"
     for r in res["search"]["rounds"]:
         assert (r["confirm_accuracy"] is not None) == r["meets_budget"]
+    # it allows the drop the search may spend on validation (the budget less the validation
+    # margin), less half its own standard error, from the trained model's confirmation level
+    se = (s["trained_val_accuracy"] * (1 - s["trained_val_accuracy"]) / 200) ** 0.5
+    assert res["confirmation_tolerance_pp"] == pytest.approx(100 * se / 2)
+    srch = res["search"]
+    assert srch["confirm_floor"] == pytest.approx(
+        srch["confirm_baseline"] - (srch["baseline_accuracy"] - srch["floor_accuracy"]) - se / 2)
     assert s["final_val_accuracy"] >= s["trained_val_accuracy"] - 0.02 - 1e-9
     chosen = res["search"]["rounds"][res["search"]["chosen"]]
     assert chosen["meets_budget"] and chosen["file_bytes"] <= res["search"]["rounds"][0][
