@@ -287,8 +287,9 @@ def compress(
         trained model) and / or ``confirm_min_accuracy``; by default the drop the search may
         spend on validation, counted from the trained model's ``confirm_fn`` (an absolute
         floor would also judge how hard the confirmation data happen to be), lowered by
-        ``confirm_tolerance`` (accuracy units, e.g. one standard error of the confirmation
-        data: a model is refused on evidence that it breaks the budget, not on noise). The
+        ``confirm_tolerance`` (accuracy units, e.g. half the standard error of the
+        confirmation data, as the command line uses: a model is refused on evidence that it
+        breaks the budget rather than on a few images of noise). The
         trained model is always a valid (last) choice.
     time_budget : float, optional
         Seconds for the whole call: no round starts when the longest round so far says it would
