@@ -31,9 +31,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     common.add_executor_args(p)
     g = p.add_argument_group("run")
     g.add_argument("-o", "--out", default="runs/sensitivity", help="output folder [%(default)s]")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in the same output folder (without it, "
+                   "a run there starts over and removes the earlier run's outputs)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, resume_hint="run the same command with --resume to continue")
     return p
 
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     with common.make_executor(args) as executor:
         run_sensitivity(spec, args.out, retrain_iterations=args.retrain_iterations,
                         progress=not args.quiet, log=print if not args.quiet else (lambda s: None),
-                        executor=executor)
+                        executor=executor, resume=args.resume)
     out = Path(args.out)
     print(f"wrote {out / 'sensitivity.json'}, {out / 'sensitivity.md'} and "
           f"{out / 'sensitivity.png'}")

@@ -253,17 +253,40 @@ def _layer_table_md(report: dict, file_layers: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+#: What a sensitivity run writes into its folder.
+SENSITIVITY_OUTPUTS = ("sensitivity.json", "sensitivity.md", "sensitivity.png")
+
+
 def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: int = 0,
                     progress: bool = True, plots: bool = True,
-                    log: Callable[[str], None] = print, executor=None) -> dict:
+                    log: Callable[[str], None] = print, executor=None,
+                    resume: bool = False) -> dict:
     """Measure per-layer sensitivity on validation and write sensitivity.json / .md / .png
-    (``executor``: where the points run without retraining; default in this process)."""
-    from netsqueeze.auto import sensitivity
+    (``executor``: where the points run without retraining; default in this process).
+
+    Progress is kept in ``out_dir/.state``: training resumes from its epoch checkpoint, and
+    ``resume=True`` after the curves were measured only writes the outputs. A run killed while
+    measuring measures again from the trained model, to the same curves."""
+    from netsqueeze.auto import SensitivityResult, sensitivity
     from netsqueeze.auto.plots import plot_sensitivity
+    from netsqueeze.experiments.state import RunState
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    p = _prepare(spec, progress, log)
+
+    def open_state(ds):
+        fingerprint = {"kind": "sensitivity", "spec": spec.to_dict(), "dataset": ds.name,
+                       "n_train": int(ds.n_train), "n_test": int(ds.n_test),
+                       "retrain_iterations": int(retrain_iterations)}
+        state = RunState(out, fingerprint, resume, {}, outputs=SENSITIVITY_OUTPUTS, log=log)
+        if state.resumed:
+            state.keep_only(["trained.pt"] if state.data.get("trained") else ["train-0.pt"])
+            state.check_files()
+            log(f"resuming from {state.file}")
+        return state
+
+    p = _prepare(spec, progress, log, open_state)
+    state = p["state"]
     rt = p["retrain_cfg"]
     calls = [0]
 
@@ -272,9 +295,10 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
         train(m, p["x_tr"], p["y_tr"], dataclasses.replace(rt, iterations=n,
               seed=rt.seed + calls[0]), device=p["device"], progress=False)
 
-    res = sensitivity(p["model"], (p["x_va"], p["y_va"]), retrain_fn=retrain_fn,
-                      retrain_iterations=retrain_iterations, progress=progress,
-                      executor=executor)
+    res, _ = _kept(state, "sensitivity", "sensitivity curves", SensitivityResult.from_dict,
+                   lambda: sensitivity(p["model"], (p["x_va"], p["y_va"]), retrain_fn=retrain_fn,
+                                       retrain_iterations=retrain_iterations, progress=progress,
+                                       executor=executor))
     res.meta = {"model": spec.model, "dataset": p["ds"].name, "seed": spec.seed,
                 "val_fraction": spec.val_fraction, "validation": p["split"]["source"],
                 "trained": p["trained_how"]}
@@ -283,6 +307,7 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
     atomic_write_text(out / "sensitivity.md", res.table_markdown())
     if plots:
         plot_sensitivity(d, out / "sensitivity.png")
+    state.clear()
     log(res.table_markdown())
     return d
 

@@ -188,6 +188,13 @@ def test_sensitivity_of_a_custom_model_on_the_data_sets_own_validation(tmp_path,
     assert res["meta"]["validation"] == "the data set's own x_val / y_val"
     assert {la["name"] for la in res["layers"]} == {"fc1", "fc2"}
     assert (out / "sensitivity.png").is_file()
+    assert not (out / ".state").exists()  # progress is kept only while the run goes on
+    # --resume of a finished run: nothing to resume, a fresh run says so
+    rc = main(["sensitivity", "--model", f"{tmp_path / 'net.py'}:Tiny", "--model-args",
+               '{"hidden": 8}', "--dataset", f"npz:{data}", "--device", "cpu", "-q",
+               "--resume", "-o", str(out)])
+    assert rc == 0
+    assert json.loads((out / "sensitivity.json").read_text())["layers"] == res["layers"]
     rc = main(["sensitivity", "--model", f"{tmp_path / 'net.py'}:Nope", "--dataset",
                f"npz:{data}", "-o", str(out)])
     assert rc == 2

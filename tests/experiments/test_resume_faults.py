@@ -386,3 +386,29 @@ def test_auto_compress_killed_at_any_write_resumes_to_identical_outputs(
     # training checkpoints, the trained snapshot, sensitivity, every retraining's weights and
     # record, the files priced, the outputs
     assert n > 20
+
+
+def test_sensitivity_killed_at_any_write_resumes_to_identical_outputs(
+        tmp_path, monkeypatch, tiny_data, frozen):
+    """``netsqueeze sensitivity``: its training resumes from its checkpoint, a kill while
+    measuring measures again from the trained model, and the outputs are the same."""
+    import netsqueeze.auto
+    from netsqueeze.experiments import auto_compress as ac
+    from netsqueeze.experiments.recipe import StorageConfig
+
+    names = ("sensitivity.json", "sensitivity.md")
+
+    def run(out, **kw):
+        _setup(monkeypatch)
+        monkeypatch.setattr(netsqueeze.auto, "sensitivity", functools.partial(
+            netsqueeze.auto.search.sensitivity, sparsities=(0.0, 0.5, 0.9), bits=(2, 4)))
+        small = TrainConfig(iterations=6, batch_size=100, seed=0)
+        monkeypatch.setattr(ac, "_configs", lambda name: (
+            small, TrainConfig(iterations=2, batch_size=100, seed=1, lr=2e-4), small,
+            StorageConfig()))
+        spec = ac.AutoSpec(model="tiny", dataset=tiny_data, device="cpu", val_fraction=0.2)
+        return ac.run_sensitivity(spec, out, retrain_iterations=1, progress=False, plots=False,
+                                  log=lambda s: None, **kw)
+
+    n = _kill_at_every_step(monkeypatch, run, tmp_path, names)
+    assert n > 5  # progress, training checkpoints, the trained snapshot, the curves, outputs
