@@ -36,7 +36,7 @@ TARGETS = {
 }
 
 
-def run_one(model: str, data_dir: str, out_dir: Path, time_budget: float) -> dict:
+def run_one(model: str, data_dir: str, out_dir: Path, time_budget: float, seed: int = 0) -> dict:
     import torch
 
     from netsqueeze.experiments.auto_compress import AutoSpec, run_auto_compress
@@ -45,7 +45,7 @@ def run_one(model: str, data_dir: str, out_dir: Path, time_budget: float) -> dic
     t = TARGETS[model]
     spec = AutoSpec(model=model, dataset="mnist", data_dir=data_dir, download=False,
                     max_error=t.get("max_error"), max_drop=t.get("max_drop"),
-                    time_budget=time_budget, device="cpu")
+                    time_budget=time_budget, device="cpu", seed=seed)
     t0 = time.perf_counter()
     res = run_auto_compress(spec, out_dir / model, progress=False)
     wall = time.perf_counter() - t0
@@ -60,6 +60,7 @@ def run_one(model: str, data_dir: str, out_dir: Path, time_budget: float) -> dic
               for la in rep["layers"]]
     return {
         "model": model,
+        "seed": seed,
         "target": t,
         "met": bool(accuracy_ok and s["ratio"] >= t["ratio"] and wall < 1200),
         "accuracy_within_target": bool(accuracy_ok),
@@ -95,6 +96,9 @@ def main(argv=None) -> int:
     ap.add_argument("--time-budget", type=float, default=1140.0,
                     help="seconds per network, training included [%(default)s]")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the validation and confirmation splits (the default option "
+                    "is 0; others show how much the result depends on the split) [%(default)s]")
     args = ap.parse_args(argv)
     import torch
 
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     results = {"benchmark": "auto", "machine": machine_info(), "runs": []}
     for model in args.only or list(TARGETS):
-        r = run_one(model, args.data_dir, Path(args.runs), args.time_budget)
+        r = run_one(model, args.data_dir, Path(args.runs), args.time_budget, args.seed)
         results["runs"].append(r)
         results["peak_rss_mb"] = peak_rss_mb()
         atomic_write_json(args.out, results)
