@@ -47,12 +47,14 @@ def test_sensitivity_passes_the_executor(tmp_path, monkeypatch, capsys):
 
     seen = {}
 
-    def fake_run(spec, out, *, retrain_iterations, progress, log, executor):
-        seen["executor"] = executor
+    def fake_run(spec, out, *, retrain_iterations, progress, log, executor, resume):
+        seen["executor"], seen["resume"] = executor, resume
 
     monkeypatch.setattr(auto_compress, "run_sensitivity", fake_run)
     base = ["sensitivity", "--dataset", "mnist-sample", "-q", "-o", str(tmp_path / "s")]
     assert main(base + ["--workers", "2"]) == 0
     assert type(seen["executor"]).__name__ == "LocalProcesses"
+    assert seen["resume"] is False
+    assert main(base + ["--resume"]) == 0 and seen["resume"] is True
     assert main(base + ["--workers", "2", "--retrain-iterations", "5"]) == 2
     assert "in this process only" in capsys.readouterr().err
