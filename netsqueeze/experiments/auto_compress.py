@@ -269,19 +269,15 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
     measuring measures again from the trained model, to the same curves."""
     from netsqueeze.auto import SensitivityResult, sensitivity
     from netsqueeze.auto.plots import plot_sensitivity
-    from netsqueeze.experiments.state import RunState
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     def open_state(ds):
-        fingerprint = {"kind": "sensitivity", "spec": spec.to_dict(), "dataset": ds.name,
-                       "n_train": int(ds.n_train), "n_test": int(ds.n_test),
-                       "retrain_iterations": int(retrain_iterations)}
-        state = RunState(out, fingerprint, resume, {}, outputs=SENSITIVITY_OUTPUTS, log=log)
+        state = _open_state(out, {"kind": "sensitivity", "retrain_iterations":
+                                  int(retrain_iterations)}, spec, ds, resume, {},
+                            SENSITIVITY_OUTPUTS, log)
         if state.resumed:
-            state.keep_only(["trained.pt"] if state.data.get("trained") else ["train-0.pt"])
-            state.check_files()
             log(f"resuming from {state.file}")
         return state
 
@@ -310,6 +306,23 @@ def run_sensitivity(spec: AutoSpec, out_dir: str | Path, *, retrain_iterations: 
     state.clear()
     log(res.table_markdown())
     return d
+
+
+def _open_state(out: Path, kind: dict, spec: AutoSpec, ds, resume: bool, empty: dict,
+                outputs, log: Callable[[str], None], also_keep: Callable | None = None):
+    """The run's :class:`~netsqueeze.experiments.state.RunState`, fingerprinted by ``kind``, the
+    spec and the data set. A resumed state keeps only the files its record names: the trained
+    model (or, before it, training's checkpoint) and ``also_keep(data)``; each is read once."""
+    from netsqueeze.experiments.state import RunState
+
+    fingerprint = {**kind, "spec": spec.to_dict(), "dataset": ds.name,
+                   "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
+    state = RunState(out, fingerprint, resume, empty, outputs=outputs, log=log)
+    if state.resumed:
+        keep = ["trained.pt"] if state.data.get("trained") else ["train-0.pt"]
+        state.keep_only(keep + (also_keep(state.data) if also_keep else []))
+        state.check_files()
+    return state
 
 
 def _kept(state, key: str, what: str, from_dict: Callable, compute: Callable) -> tuple:
@@ -358,7 +371,7 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
         sensitivity,
     )
     from netsqueeze.auto.journal import weights_files
-    from netsqueeze.experiments.state import START_OVER, RunState
+    from netsqueeze.experiments.state import START_OVER
     from netsqueeze.models.checkpoint import save_checkpoint
     from netsqueeze.nn.export import compressed_report, save_compressed
     from netsqueeze.nn.prune import strip_
@@ -370,15 +383,11 @@ def run_auto_compress(spec: AutoSpec, out_dir: str | Path, *, progress: bool = T
     out.mkdir(parents=True, exist_ok=True)
 
     def open_state(ds):
-        fingerprint = {"kind": "auto-compress", "spec": spec.to_dict(), "dataset": ds.name,
-                       "n_train": int(ds.n_train), "n_test": int(ds.n_test)}
-        state = RunState(out, fingerprint, resume, {"journal": []}, outputs=OUTPUTS, log=log)
+        state = _open_state(out, {"kind": "auto-compress"}, spec, ds, resume, {"journal": []},
+                            OUTPUTS, log, also_keep=lambda data: weights_files(data["journal"]))
         if state.resumed:
-            journal = state.data["journal"]
-            keep = ["trained.pt"] if state.data.get("trained") else ["train-0.pt"]
-            state.keep_only(keep + weights_files(journal))
-            state.check_files()
-            n = sum(1 for e in journal if isinstance(e, dict) and e.get("kind") == "train")
+            n = sum(1 for e in state.data["journal"]
+                    if isinstance(e, dict) and e.get("kind") == "train")
             log(f"resuming from {state.file}: {n} retrainings of the search recorded")
         return state
 
