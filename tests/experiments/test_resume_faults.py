@@ -352,19 +352,25 @@ def test_rerun_and_resume_say_what_they_do_with_saved_state(
     assert "removed a previous run's outputs" in notes[1] and "trained.pt" in notes[1]
 
 
-def _auto(data, out, monkeypatch, **kw):
-    """``compress --max-drop`` on the tiny network: a few short rounds, sharing, biases."""
+def _tiny_auto(monkeypatch, sparsities, bits):
+    """The automatic runs' module, with a coarse sensitivity grid (pricing every layer at each
+    point is most of a tiny run's time) and a few iterations of (re)training."""
     import netsqueeze.auto
     from netsqueeze.experiments import auto_compress as ac
     from netsqueeze.experiments.recipe import StorageConfig
 
-    # a coarse grid: pricing every layer at each point is most of a tiny run's time
     monkeypatch.setattr(netsqueeze.auto, "sensitivity", functools.partial(
-        netsqueeze.auto.search.sensitivity, sparsities=(0.0, 0.5, 0.8, 0.95), bits=(2, 3, 5)))
+        netsqueeze.auto.search.sensitivity, sparsities=sparsities, bits=bits))
     small = TrainConfig(iterations=6, batch_size=100, seed=0)
     monkeypatch.setattr(ac, "_configs", lambda name: (
         small, TrainConfig(iterations=3, batch_size=100, seed=1, lr=2e-4),
         TrainConfig(iterations=3, batch_size=100, seed=2, lr=2e-4), StorageConfig()))
+    return ac
+
+
+def _auto(data, out, monkeypatch, **kw):
+    """``compress --max-drop`` on the tiny network: a few short rounds, sharing, biases."""
+    ac = _tiny_auto(monkeypatch, (0.0, 0.5, 0.8, 0.95), (2, 3, 5))
     spec = ac.AutoSpec(model="tiny", dataset=data, device="cpu", max_drop=30.0, max_rounds=2,
                        retrain_iterations=2, finetune_iterations=2, val_fraction=0.2,
                        confirm_fraction=0.1)
@@ -392,20 +398,11 @@ def test_sensitivity_killed_at_any_write_resumes_to_identical_outputs(
         tmp_path, monkeypatch, tiny_data, frozen):
     """``netsqueeze sensitivity``: its training resumes from its checkpoint, a kill while
     measuring measures again from the trained model, and the outputs are the same."""
-    import netsqueeze.auto
-    from netsqueeze.experiments import auto_compress as ac
-    from netsqueeze.experiments.recipe import StorageConfig
-
     names = ("sensitivity.json", "sensitivity.md")
 
     def run(out, **kw):
         _setup(monkeypatch)
-        monkeypatch.setattr(netsqueeze.auto, "sensitivity", functools.partial(
-            netsqueeze.auto.search.sensitivity, sparsities=(0.0, 0.5, 0.9), bits=(2, 4)))
-        small = TrainConfig(iterations=6, batch_size=100, seed=0)
-        monkeypatch.setattr(ac, "_configs", lambda name: (
-            small, TrainConfig(iterations=2, batch_size=100, seed=1, lr=2e-4), small,
-            StorageConfig()))
+        ac = _tiny_auto(monkeypatch, (0.0, 0.5, 0.9), (2, 4))
         spec = ac.AutoSpec(model="tiny", dataset=tiny_data, device="cpu", val_fraction=0.2)
         return ac.run_sensitivity(spec, out, retrain_iterations=1, progress=False, plots=False,
                                   log=lambda s: None, **kw)
